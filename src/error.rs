@@ -1,0 +1,136 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// Every fallible call in this crate returns `Result<T, Error>`.
+///
+/// # Examples
+///
+/// ```
+/// use initret::{BitTable, Error};
+///
+/// let err = BitTable::from_rows(0, vec![1, 2, 3]).unwrap_err();
+/// assert!(matches!(err, Error::InvalidTable(_)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A query index names a row the table does not have. `position` is the
+    /// first offending position in the query batch.
+    #[error("query at position {position} has index {index}, but the table has {rows} rows")]
+    IndexOutOfRange {
+        /// Position of the first bad query in the batch.
+        position: usize,
+        /// The bad index found there.
+        index: u32,
+        /// Number of rows in the table (valid indices are `0..rows`).
+        rows: usize,
+    },
+
+    /// The table's shape is not usable (zero-width rows, a word count that is
+    /// not a whole number of rows, too many rows for a `u32` index, ...).
+    #[error("invalid table: {0}")]
+    InvalidTable(String),
+
+    /// `popcount_into` was given an output slice whose length differs from the
+    /// number of queries.
+    #[error("output has length {output} but there are {queries} queries")]
+    OutputLength {
+        /// Number of queries in the batch.
+        queries: usize,
+        /// Length of the output slice given.
+        output: usize,
+    },
+
+    /// The GPU backend cannot be used: no adapter, the crate was built
+    /// without the `gpu` feature, or the device refused a request.
+    #[error("GPU unavailable: {0}")]
+    GpuUnavailable(String),
+
+    /// The GPU device was lost (driver reset, `destroy`, ...). The dispatcher
+    /// that owns it cannot recover; build a new one.
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+
+    /// A GPU operation did not complete within its time limit.
+    #[error("GPU operation timed out after {seconds:.1} s: {what}")]
+    GpuTimeout {
+        /// What was being waited for.
+        what: &'static str,
+        /// How long the call waited.
+        seconds: f64,
+    },
+
+    /// A GPU operation failed with a validation or out-of-memory error.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// A SIMD instruction set was requested (by `INITRET_FORCE_ISA` or
+    /// explicitly) that this CPU or build does not support, or the name was
+    /// not recognised.
+    #[error("instruction set {requested:?} is not available: {reason}")]
+    IsaUnavailable {
+        /// The name that was asked for.
+        requested: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// A worker's initializer returned an error; the pool was not built.
+    #[error("initializer failed on worker {worker}: {source}")]
+    Initializer {
+        /// Index of the worker whose initializer failed.
+        worker: usize,
+        /// The initializer's own error.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    /// A worker's initializer panicked; the pool was not built.
+    #[error("initializer panicked on worker {worker}: {message}")]
+    InitializerPanicked {
+        /// Index of the worker whose initializer panicked.
+        worker: usize,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A task panicked inside a pool worker. The pool is still usable.
+    #[error("task panicked on worker {worker}: {message}")]
+    TaskPanicked {
+        /// Index of the worker the task ran on.
+        worker: usize,
+        /// The panic message.
+        message: String,
+    },
+
+    /// The worker threads could not be started.
+    #[error("could not start worker threads: {0}")]
+    ThreadSpawn(String),
+
+    /// A command-line argument or configuration value was not understood.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// Turns a panic payload into the message it carries, for error reports.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}
+
+/// Wraps any displayable value as a boxed error, for [`Error::Initializer`].
+#[derive(Debug)]
+pub(crate) struct Message(pub String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}

@@ -1,0 +1,51 @@
+//! # initret
+//!
+//! Map a function over many inputs that all read one large, read-only state,
+//! the *initializer's return value*, on CPU SIMD lanes and on the GPU.
+//!
+//! This crate grew out of a Python question (see the README): how should
+//! `multiprocessing.Pool` workers get at a big lookup cache? Shipping the cache
+//! with every task (`functools.partial`) copies it per task; a global set by a
+//! pool `initializer` works but hides the data flow; the proposed fix hands the
+//! initializer's return value (`initret`) to every call. [`Pool`] is that
+//! proposal for any Rust closure, and [`Dispatcher`] applies it to the post's
+//! own workload (popcount lookups into a [`BitTable`]) on a CPU backend with
+//! run-time-selected SIMD kernels and, with the `gpu` feature, a wgpu backend.
+//!
+//! ```
+//! use initret::{Backend, BitTable, Dispatcher};
+//!
+//! // The seed's cache: row i holds the binary representation of i.
+//! let cache = BitTable::seed(65535);
+//! // Placed once (the initializer); reused by every call.
+//! let dispatcher = Dispatcher::new(cache, Backend::Cpu)?;
+//! let queries: Vec<u32> = (0..65535).collect();
+//! let counts = dispatcher.popcount(&queries)?;
+//! assert_eq!(counts.iter().map(|&c| c as u64).sum::<u64>(), 524272);
+//! # Ok::<(), initret::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod baseline;
+pub mod bench;
+pub mod cpu;
+mod dispatcher;
+mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+mod pool;
+mod table;
+
+pub use dispatcher::{Backend, Dispatcher};
+pub use error::Error;
+pub use pool::{Pool, PoolBuilder};
+pub use table::BitTable;
+
+/// The seed problem's workload size: the cache holds the first `2^16 - 1`
+/// integers and every one of them is looked up once.
+pub const SEED_ROWS: u32 = (1 << 16) - 1;
+
+/// The sum of the popcounts of `0..SEED_ROWS`: what the seed workload must add up to.
+pub const SEED_CHECKSUM: u64 = 524_272;

@@ -1,0 +1,217 @@
+//! [`BitTable`]: the large read-only state every lookup reads.
+
+use crate::Error;
+
+/// A table of `rows × words_per_row` `u32` words stored contiguously, row by
+/// row. Row `i` is `words[i * words_per_row .. (i + 1) * words_per_row]`.
+///
+/// This is the seed problem's `cache`: [`BitTable::seed`] builds the table
+/// whose row `i` holds the binary representation of `i`.
+///
+/// # Examples
+///
+/// ```
+/// use initret::BitTable;
+///
+/// let table = BitTable::from_rows(2, vec![0b1011, 0, u32::MAX, 1])?;
+/// assert_eq!(table.rows(), 2);
+/// assert_eq!(table.row_popcount(0), Some(3));
+/// assert_eq!(table.row_popcount(1), Some(33));
+/// assert_eq!(table.row_popcount(2), None);
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BitTable {
+    words_per_row: usize,
+    rows: usize,
+    words: Vec<u32>,
+}
+
+impl BitTable {
+    /// The seed problem's cache: `n` rows of one word each, row `i` holding
+    /// the binary representation of `i` (so its popcount is `i.count_ones()`).
+    ///
+    /// `BitTable::seed(65535)` is the post's `{i: bin(i) for i in range(2**16 - 1)}`.
+    ///
+    /// ```
+    /// let cache = initret::BitTable::seed(65535);
+    /// assert_eq!(cache.rows(), 65535);
+    /// assert_eq!(cache.row_popcount(7), Some(3));
+    /// ```
+    pub fn seed(n: u32) -> BitTable {
+        BitTable {
+            words_per_row: 1,
+            rows: n as usize,
+            words: (0..n).collect(),
+        }
+    }
+
+    /// Builds a table from its words, `words_per_row` words per row.
+    ///
+    /// Fails with [`Error::InvalidTable`] when `words_per_row` is zero or
+    /// `words.len()` is not a whole number of rows. A table with no rows is
+    /// allowed here but refused by [`Dispatcher::new`](crate::Dispatcher::new),
+    /// since it cannot answer any query.
+    ///
+    /// ```
+    /// use initret::BitTable;
+    ///
+    /// assert!(BitTable::from_rows(3, vec![0; 6]).is_ok());
+    /// assert!(BitTable::from_rows(3, vec![0; 7]).is_err());
+    /// assert!(BitTable::from_rows(0, vec![]).is_err());
+    /// ```
+    pub fn from_rows(words_per_row: usize, words: Vec<u32>) -> Result<BitTable, Error> {
+        if words_per_row == 0 {
+            return Err(Error::InvalidTable(
+                "words_per_row is 0: every row needs at least one word".into(),
+            ));
+        }
+        if words.len() % words_per_row != 0 {
+            return Err(Error::InvalidTable(format!(
+                "{} words is not a whole number of rows of {} words ({} words left over)",
+                words.len(),
+                words_per_row,
+                words.len() % words_per_row
+            )));
+        }
+        let rows = words.len() / words_per_row;
+        // Query indices are u32, so row u32::MAX + 1 and beyond could never be read.
+        if rows as u64 > u64::from(u32::MAX) + 1 {
+            return Err(Error::InvalidTable(format!(
+                "{rows} rows: query indices are u32, so at most 2^32 rows are addressable"
+            )));
+        }
+        Ok(BitTable {
+            words_per_row,
+            rows,
+            words,
+        })
+    }
+
+    /// Builds a `rows × words_per_row` table whose word `w` of row `r` is
+    /// `word(r, w)`.
+    ///
+    /// ```
+    /// use initret::BitTable;
+    ///
+    /// let table = BitTable::from_fn(4, 2, |row, word| if word == 0 { row as u32 } else { 0 })?;
+    /// assert_eq!(table.row(3), Some(&[3, 0][..]));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn from_fn(
+        rows: usize,
+        words_per_row: usize,
+        mut word: impl FnMut(usize, usize) -> u32,
+    ) -> Result<BitTable, Error> {
+        let len = rows.checked_mul(words_per_row).ok_or_else(|| {
+            Error::InvalidTable(format!("{rows} rows × {words_per_row} words overflows"))
+        })?;
+        let mut words = Vec::with_capacity(len);
+        for r in 0..rows {
+            for w in 0..words_per_row {
+                words.push(word(r, w));
+            }
+        }
+        BitTable::from_rows(words_per_row, words)
+    }
+
+    /// Number of rows; valid query indices are `0..rows()`.
+    ///
+    /// ```
+    /// assert_eq!(initret::BitTable::seed(10).rows(), 10);
+    /// ```
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of `u32` words in each row.
+    ///
+    /// ```
+    /// assert_eq!(initret::BitTable::seed(10).words_per_row(), 1);
+    /// ```
+    pub fn words_per_row(&self) -> usize {
+        self.words_per_row
+    }
+
+    /// All words, row after row.
+    ///
+    /// ```
+    /// assert_eq!(initret::BitTable::seed(3).words(), &[0, 1, 2]);
+    /// ```
+    pub fn words(&self) -> &[u32] {
+        &self.words
+    }
+
+    /// Size of the table's words in bytes.
+    ///
+    /// ```
+    /// assert_eq!(initret::BitTable::seed(3).size_in_bytes(), 12);
+    /// ```
+    pub fn size_in_bytes(&self) -> usize {
+        std::mem::size_of_val(self.words.as_slice())
+    }
+
+    /// Row `index`, or `None` if the table has no such row.
+    ///
+    /// ```
+    /// let table = initret::BitTable::seed(3);
+    /// assert_eq!(table.row(2), Some(&[2][..]));
+    /// assert_eq!(table.row(3), None);
+    /// ```
+    pub fn row(&self, index: usize) -> Option<&[u32]> {
+        if index >= self.rows {
+            return None;
+        }
+        let start = index * self.words_per_row;
+        self.words.get(start..start + self.words_per_row)
+    }
+
+    /// Number of set bits in row `index`, or `None` if there is no such row.
+    /// This is the naive per-lookup computation every kernel is checked against.
+    ///
+    /// ```
+    /// assert_eq!(initret::BitTable::seed(8).row_popcount(7), Some(3));
+    /// ```
+    pub fn row_popcount(&self, index: usize) -> Option<u32> {
+        self.row(index)
+            .map(|row| row.iter().map(|w| w.count_ones()).sum())
+    }
+
+    /// The scalar reference: the popcount of each queried row, computed from
+    /// the table's words one query at a time, with the same
+    /// [`Error::IndexOutOfRange`] contract as every backend.
+    ///
+    /// ```
+    /// let table = initret::BitTable::seed(8);
+    /// assert_eq!(table.reference_popcount(&[7, 0, 5])?, vec![3, 0, 2]);
+    /// assert!(table.reference_popcount(&[1, 8]).is_err());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn reference_popcount(&self, queries: &[u32]) -> Result<Vec<u32>, Error> {
+        queries
+            .iter()
+            .enumerate()
+            .map(|(position, &index)| {
+                self.row_popcount(index as usize)
+                    .ok_or(Error::IndexOutOfRange {
+                        position,
+                        index,
+                        rows: self.rows,
+                    })
+            })
+            .collect()
+    }
+
+    /// The popcount of every row, in row order: the derived table an
+    /// initializer builds once so that each lookup is a single load.
+    ///
+    /// ```
+    /// assert_eq!(initret::BitTable::seed(4).row_counts(), vec![0, 1, 1, 2]);
+    /// ```
+    pub fn row_counts(&self) -> Vec<u32> {
+        self.words
+            .chunks_exact(self.words_per_row)
+            .map(|row| row.iter().map(|w| w.count_ones()).sum())
+            .collect()
+    }
+}
