@@ -1,7 +1,5 @@
 //! The crate's one error type.
 
-use std::fmt;
-
 /// Every fallible call in this crate returns `Result<T, Error>`.
 ///
 /// # Examples
@@ -122,15 +120,3 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "<non-string panic payload>".to_string()
     }
 }
-
-/// Wraps any displayable value as a boxed error, for [`Error::Initializer`].
-#[derive(Debug)]
-pub(crate) struct Message(pub String);
-
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Message {}

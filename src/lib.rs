@@ -38,7 +38,7 @@ pub mod gpu;
 mod pool;
 mod table;
 
-pub use dispatcher::{Backend, Dispatcher};
+pub use dispatcher::{Backend, Dispatcher, DispatcherBuilder};
 pub use error::Error;
 pub use pool::{Pool, PoolBuilder};
 pub use table::BitTable;

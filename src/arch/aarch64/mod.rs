@@ -1,0 +1,3 @@
+//! AArch64 wrappers.
+
+pub(crate) mod neon;

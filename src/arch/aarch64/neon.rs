@@ -1,0 +1,65 @@
+//! NEON: 4-lane range check; NEON has no gather, so the loads are scalar.
+
+use std::arch::aarch64::*;
+
+use crate::arch::generic::{self, GatherVector};
+
+impl GatherVector for uint32x4_t {
+    const LANES: usize = 4;
+
+    #[inline(always)]
+    unsafe fn splat(value: u32) -> Self {
+        // SAFETY: the caller guarantees NEON.
+        unsafe { vdupq_n_u32(value) }
+    }
+
+    #[inline(always)]
+    unsafe fn load(ptr: *const u32) -> Self {
+        // SAFETY: the caller guarantees 4 readable words at `ptr`.
+        unsafe { vld1q_u32(ptr) }
+    }
+
+    #[inline(always)]
+    unsafe fn all_at_most(self, max: Self) -> bool {
+        // SAFETY: the caller guarantees NEON.
+        unsafe { vmaxvq_u32(self) <= vgetq_lane_u32::<0>(max) }
+    }
+
+    #[inline(always)]
+    unsafe fn gather(base: *const u32, indices: Self) -> Self {
+        let mut lanes = [0u32; 4];
+        // SAFETY: the caller guarantees every index is in bounds of `base`;
+        // `lanes` has room for the 4 indices.
+        unsafe {
+            vst1q_u32(lanes.as_mut_ptr(), indices);
+            for lane in &mut lanes {
+                *lane = *base.add(*lane as usize);
+            }
+            vld1q_u32(lanes.as_ptr())
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, ptr: *mut u32) {
+        // SAFETY: the caller guarantees 4 writable words at `ptr`.
+        unsafe { vst1q_u32(ptr, self) }
+    }
+
+    #[inline(always)]
+    unsafe fn stream(self, ptr: *mut u32) {
+        // NEON has no non-temporal vector store worth the name; store normally.
+        // SAFETY: the caller guarantees 4 writable words at `ptr`.
+        unsafe { vst1q_u32(ptr, self) }
+    }
+
+    #[inline(always)]
+    unsafe fn fence() {}
+}
+
+/// # Safety
+/// The CPU supports NEON, `counts.len() <= 2^31`, `out.len() >= queries.len()`.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn lookup(counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), usize> {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { generic::lookup::<uint32x4_t>(counts, queries, out) }
+}

@@ -1,0 +1,345 @@
+//! Popcount lookup kernels, one per instruction set, chosen at run time.
+//!
+//! The layout follows memchr's `src/arch`: [`all`] is the portable scalar
+//! routine (also the reference the SIMD paths fall back to for tails and bad
+//! batches), `generic` writes the vector algorithm once over a small trait,
+//! and `x86_64/avx2`, `x86_64/avx512` and `aarch64/neon` are thin per-ISA
+//! wrappers that plug intrinsics into it.
+//!
+//! Every kernel computes `out[i] = counts[queries[i]]`, where `counts` is the
+//! per-row popcount table an initializer derives once from a
+//! [`BitTable`](crate::BitTable) ([`BitTable::row_counts`](crate::BitTable::row_counts)).
+//! A query `>= counts.len()` stops the kernel, which reports the first such
+//! position.
+//!
+//! ```
+//! use initret::arch::{Isa, LookupKernel};
+//!
+//! let kernel = LookupKernel::new(Isa::detected())?;
+//! let counts = [0, 1, 1, 2];
+//! let mut out = [0; 3];
+//! kernel.lookup(&counts, &[3, 0, 2], &mut out)?;
+//! assert_eq!(out, [2, 0, 1]);
+//! # Ok::<(), initret::Error>(())
+//! ```
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+pub mod all;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use crate::Error;
+
+/// Environment variable that forces one kernel: `scalar`, `avx2`, `avx512`
+/// or `neon`. Read once per process.
+pub const FORCE_ISA_ENV: &str = "INITRET_FORCE_ISA";
+
+/// An instruction set a lookup kernel is written for.
+///
+/// ```
+/// use initret::arch::Isa;
+///
+/// assert!(Isa::Scalar.is_available());
+/// assert_eq!("avx2".parse::<Isa>()?, Isa::Avx2);
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable Rust, one lookup at a time. Runs everywhere.
+    Scalar,
+    /// x86-64 AVX2: 8 lanes, `vpgatherdd`.
+    Avx2,
+    /// x86-64 AVX-512F: 16 lanes, mask compares and `vpgatherdd zmm`.
+    Avx512,
+    /// AArch64 NEON: 4-lane range checks, scalar loads (NEON has no gather).
+    Neon,
+}
+
+impl Isa {
+    /// Every kernel this crate has, available here or not.
+    ///
+    /// ```
+    /// assert_eq!(initret::arch::Isa::ALL.len(), 4);
+    /// ```
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+
+    /// The lower-case name used by `INITRET_FORCE_ISA` and the CLI.
+    ///
+    /// ```
+    /// assert_eq!(initret::arch::Isa::Avx512.name(), "avx512");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Whether this build and this CPU can run the kernel.
+    ///
+    /// ```
+    /// // The scalar kernel is always there.
+    /// assert!(initret::arch::Isa::Scalar.is_available());
+    /// ```
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every kernel this CPU can run, scalar first.
+    ///
+    /// ```
+    /// assert!(initret::arch::Isa::available().contains(&initret::arch::Isa::Scalar));
+    /// ```
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.is_available())
+            .collect()
+    }
+
+    /// The fastest kernel this CPU can run, detected once per process.
+    ///
+    /// ```
+    /// assert!(initret::arch::Isa::detected().is_available());
+    /// ```
+    pub fn detected() -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            [Isa::Avx512, Isa::Avx2, Isa::Neon]
+                .into_iter()
+                .find(|isa| isa.is_available())
+                .unwrap_or(Isa::Scalar)
+        })
+    }
+
+    /// The kernel to use: the one `INITRET_FORCE_ISA` names, if set, otherwise
+    /// [`Isa::detected`]. Fails with [`Error::IsaUnavailable`] if the variable
+    /// names an unknown kernel or one this CPU cannot run, rather than quietly
+    /// running another. The variable is read once per process.
+    ///
+    /// ```
+    /// let isa = initret::arch::Isa::selected()?;
+    /// assert!(isa.is_available());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn selected() -> Result<Isa, Error> {
+        static SELECTED: OnceLock<Result<Isa, (String, String)>> = OnceLock::new();
+        SELECTED
+            .get_or_init(|| match std::env::var(FORCE_ISA_ENV) {
+                Ok(name) if !name.trim().is_empty() => name
+                    .parse::<Isa>()
+                    .and_then(Isa::check_available)
+                    .map_err(|e| match e {
+                        Error::IsaUnavailable { requested, reason } => (requested, reason),
+                        other => (name, other.to_string()),
+                    }),
+                _ => Ok(Isa::detected()),
+            })
+            .clone()
+            .map_err(|(requested, reason)| Error::IsaUnavailable {
+                requested,
+                reason: format!("{reason} (set by {FORCE_ISA_ENV})"),
+            })
+    }
+
+    fn check_available(self) -> Result<Isa, Error> {
+        if self.is_available() {
+            Ok(self)
+        } else {
+            Err(Error::IsaUnavailable {
+                requested: self.name().into(),
+                reason: format!(
+                    "this CPU or build lacks it; available here: {}",
+                    Isa::available()
+                        .iter()
+                        .map(|i| i.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Isa {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Isa, Error> {
+        let name = s.trim().to_ascii_lowercase();
+        Isa::ALL
+            .into_iter()
+            .find(|isa| isa.name() == name)
+            .ok_or_else(|| Error::IsaUnavailable {
+                requested: s.into(),
+                reason: "unknown instruction set; expected scalar, avx2, avx512 or neon".into(),
+            })
+    }
+}
+
+/// The CPU features that matter to the kernels, as `name: yes/no` pairs,
+/// for `initret info`.
+///
+/// ```
+/// let features = initret::arch::cpu_features();
+/// # let _ = features;
+/// ```
+pub fn cpu_features() -> Vec<(&'static str, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        vec![
+            ("popcnt", has!("popcnt")),
+            ("avx2", has!("avx2")),
+            ("avx512f", has!("avx512f")),
+            ("avx512vpopcntdq", has!("avx512vpopcntdq")),
+        ]
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        vec![("neon", std::arch::is_aarch64_feature_detected!("neon"))]
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        Vec::new()
+    }
+}
+
+/// The raw per-ISA routine. `unsafe` because it may use instructions the CPU
+/// lacks; [`LookupKernel`] only holds one whose ISA was checked.
+type RawLookup = unsafe fn(&[u32], &[u32], &mut [u32]) -> Result<(), usize>;
+
+/// A lookup routine for one [`Isa`], chosen once (at dispatcher build) and
+/// then called directly through a function pointer.
+///
+/// ```
+/// use initret::arch::{Isa, LookupKernel};
+///
+/// let kernel = LookupKernel::new(Isa::Scalar)?;
+/// let mut out = [0; 2];
+/// // Position 1 holds an index past the 2-row count table.
+/// assert!(kernel.lookup(&[5, 6], &[1, 2], &mut out).is_err());
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct LookupKernel {
+    isa: Isa,
+    raw: RawLookup,
+}
+
+impl fmt::Debug for LookupKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LookupKernel")
+            .field("isa", &self.isa)
+            .finish()
+    }
+}
+
+impl LookupKernel {
+    /// The kernel for `isa`, or [`Error::IsaUnavailable`] if this CPU or
+    /// build cannot run it.
+    ///
+    /// ```
+    /// use initret::arch::{Isa, LookupKernel};
+    ///
+    /// assert!(LookupKernel::new(Isa::Scalar).is_ok());
+    /// ```
+    pub fn new(isa: Isa) -> Result<LookupKernel, Error> {
+        isa.check_available()?;
+        let raw: RawLookup = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86_64::avx2::lookup,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86_64::avx512::lookup,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => aarch64::neon::lookup,
+            _ => all::lookup_raw,
+        };
+        Ok(LookupKernel { isa, raw })
+    }
+
+    /// The kernel `INITRET_FORCE_ISA` or CPU detection picks ([`Isa::selected`]).
+    ///
+    /// ```
+    /// let kernel = initret::arch::LookupKernel::selected()?;
+    /// # let _ = kernel;
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn selected() -> Result<LookupKernel, Error> {
+        LookupKernel::new(Isa::selected()?)
+    }
+
+    /// The instruction set this kernel runs on.
+    ///
+    /// ```
+    /// use initret::arch::{Isa, LookupKernel};
+    /// assert_eq!(LookupKernel::new(Isa::Scalar)?.isa(), Isa::Scalar);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Writes `counts[queries[i]]` to `out[i]` for every `i`.
+    ///
+    /// Fails with [`Error::OutputLength`] if `out` and `queries` differ in
+    /// length, and with [`Error::IndexOutOfRange`] at the first query
+    /// `>= counts.len()`; `out` is then only partly written.
+    ///
+    /// ```
+    /// use initret::arch::{Isa, LookupKernel};
+    ///
+    /// let kernel = LookupKernel::new(Isa::detected())?;
+    /// let mut out = [0; 4];
+    /// kernel.lookup(&[7, 8, 9], &[2, 2, 0, 1], &mut out)?;
+    /// assert_eq!(out, [9, 9, 7, 8]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn lookup(&self, counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+        if out.len() != queries.len() {
+            return Err(Error::OutputLength {
+                queries: queries.len(),
+                output: out.len(),
+            });
+        }
+        // The gathers take signed 32-bit offsets: tables past 2^31 rows go
+        // to the scalar routine, which indexes with usize.
+        let raw = if counts.len() <= 1 << 31 {
+            self.raw
+        } else {
+            all::lookup_raw
+        };
+        // SAFETY: `self.raw` was chosen by `LookupKernel::new` only after
+        // `check_available` confirmed the CPU supports its ISA; `out` and
+        // `queries` have equal lengths (checked above); and the vector
+        // routines only see tables of at most 2^31 rows.
+        unsafe { raw(counts, queries, out) }.map_err(|position| Error::IndexOutOfRange {
+            position,
+            index: queries[position],
+            rows: counts.len(),
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! AVX2: 8 lanes of `u32`, `vpgatherdd ymm`.
+
+use std::arch::x86_64::*;
+
+use crate::arch::generic::{self, GatherVector};
+
+impl GatherVector for __m256i {
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    unsafe fn splat(value: u32) -> Self {
+        // SAFETY: the caller guarantees AVX (implied by AVX2).
+        unsafe { _mm256_set1_epi32(value as i32) }
+    }
+
+    #[inline(always)]
+    unsafe fn load(ptr: *const u32) -> Self {
+        // SAFETY: the caller guarantees 8 readable words at `ptr`.
+        unsafe { _mm256_loadu_si256(ptr.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn all_at_most(self, max: Self) -> bool {
+        // Unsigned `x <= max` is `max(x, max) == max`: AVX2 has no unsigned compare.
+        // SAFETY: the caller guarantees AVX2.
+        unsafe {
+            let ok = _mm256_cmpeq_epi32(_mm256_max_epu32(self, max), max);
+            _mm256_movemask_epi8(ok) == -1
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn gather(base: *const u32, indices: Self) -> Self {
+        // SAFETY: the caller guarantees every index is in bounds of `base`
+        // and below 2^31, so the signed scaled offsets are the row offsets.
+        unsafe { _mm256_i32gather_epi32::<4>(base.cast(), indices) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, ptr: *mut u32) {
+        // SAFETY: the caller guarantees 8 writable words at `ptr`.
+        unsafe { _mm256_storeu_si256(ptr.cast(), self) }
+    }
+
+    #[inline(always)]
+    unsafe fn stream(self, ptr: *mut u32) {
+        // SAFETY: the caller guarantees 8 writable words at `ptr`, 32-byte aligned.
+        unsafe { _mm256_stream_si256(ptr.cast(), self) }
+    }
+
+    #[inline(always)]
+    unsafe fn fence() {
+        // SAFETY: SSE is part of the x86-64 baseline.
+        unsafe { _mm_sfence() }
+    }
+}
+
+/// # Safety
+/// The CPU supports AVX2, `counts.len() <= 2^31`, `out.len() >= queries.len()`.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn lookup(counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), usize> {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { generic::lookup::<__m256i>(counts, queries, out) }
+}

@@ -1,0 +1,61 @@
+//! AVX-512F: 16 lanes of `u32`, one mask compare for the range check and
+//! `vpgatherdd zmm`.
+
+use std::arch::x86_64::*;
+
+use crate::arch::generic::{self, GatherVector};
+
+impl GatherVector for __m512i {
+    const LANES: usize = 16;
+
+    #[inline(always)]
+    unsafe fn splat(value: u32) -> Self {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe { _mm512_set1_epi32(value as i32) }
+    }
+
+    #[inline(always)]
+    unsafe fn load(ptr: *const u32) -> Self {
+        // SAFETY: the caller guarantees 16 readable words at `ptr`.
+        unsafe { _mm512_loadu_si512(ptr.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn all_at_most(self, max: Self) -> bool {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe { _mm512_cmple_epu32_mask(self, max) == 0xFFFF }
+    }
+
+    #[inline(always)]
+    unsafe fn gather(base: *const u32, indices: Self) -> Self {
+        // SAFETY: the caller guarantees every index is in bounds of `base`
+        // and below 2^31, so the signed scaled offsets are the row offsets.
+        unsafe { _mm512_i32gather_epi32::<4>(indices, base.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, ptr: *mut u32) {
+        // SAFETY: the caller guarantees 16 writable words at `ptr`.
+        unsafe { _mm512_storeu_si512(ptr.cast(), self) }
+    }
+
+    #[inline(always)]
+    unsafe fn stream(self, ptr: *mut u32) {
+        // SAFETY: the caller guarantees 16 writable words at `ptr`, 64-byte aligned.
+        unsafe { _mm512_stream_si512(ptr.cast(), self) }
+    }
+
+    #[inline(always)]
+    unsafe fn fence() {
+        // SAFETY: SSE is part of the x86-64 baseline.
+        unsafe { _mm_sfence() }
+    }
+}
+
+/// # Safety
+/// The CPU supports AVX-512F, `counts.len() <= 2^31`, `out.len() >= queries.len()`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn lookup(counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), usize> {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { generic::lookup::<__m512i>(counts, queries, out) }
+}

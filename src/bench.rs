@@ -1,0 +1,419 @@
+//! The benchmark harness behind `initret bench` and the criterion benches.
+//!
+//! Every row is reported against references measured in the same run, since
+//! the machine is shared and absolute times drift:
+//!
+//! * `ratio_to_memcpy`: a parallel memcpy of the same bytes (a lookup reads a
+//!   4-byte index and writes a 4-byte count, so `8 × queries` bytes, the same
+//!   as copying `queries` words) divided by the row's time. 1.0 means "as
+//!   fast as moving the bytes".
+//! * `ratio_to_naive_rayon`: the naive rayon loop's time divided by the
+//!   row's time. 2.0 means twice as fast as `par_iter().map(row_popcount)`.
+//!
+//! Times are the best of several repetitions (at least 3, and at least
+//! [`MIN_SECONDS_PER_ROW`] in total), which is the least disturbed by other
+//! load on a shared machine.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::table::BitTable;
+
+/// Each row is repeated until it has run at least this long in total.
+pub const MIN_SECONDS_PER_ROW: f64 = 0.3;
+
+/// A small, fast, deterministic generator (splitmix64) for benchmark and
+/// test data.
+///
+/// ```
+/// let mut rng = initret::bench::SplitMix64::new(1);
+/// let a = rng.next_u64();
+/// assert_ne!(a, rng.next_u64());
+/// ```
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator started from `seed`.
+    ///
+    /// ```
+    /// let rng = initret::bench::SplitMix64::new(42);
+    /// # let _ = rng;
+    /// ```
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    ///
+    /// ```
+    /// let x = initret::bench::SplitMix64::new(0).next_u64();
+    /// # let _ = x;
+    /// ```
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..bound` (`bound > 0`).
+    ///
+    /// ```
+    /// assert!(initret::bench::SplitMix64::new(3).below(10) < 10);
+    /// ```
+    pub fn below(&mut self, bound: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
+    }
+}
+
+/// `rows × words_per_row` random words.
+///
+/// ```
+/// let t = initret::bench::random_table(10, 3, 7)?;
+/// assert_eq!((t.rows(), t.words_per_row()), (10, 3));
+/// # Ok::<(), initret::Error>(())
+/// ```
+pub fn random_table(rows: usize, words_per_row: usize, seed: u64) -> Result<BitTable, Error> {
+    let mut rng = SplitMix64::new(seed);
+    BitTable::from_fn(rows, words_per_row, |_, _| rng.next_u64() as u32)
+}
+
+/// `n` random indices in `0..rows` (`rows > 0`).
+///
+/// ```
+/// let q = initret::bench::random_queries(100, 5, 1);
+/// assert!(q.iter().all(|&i| i < 5));
+/// ```
+pub fn random_queries(n: usize, rows: usize, seed: u64) -> Vec<u32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n).map(|_| rng.below(rows as u64) as u32).collect()
+}
+
+/// Copies `src` into `dst` on the rayon pool: the memory-bandwidth reference.
+/// Both must have the same length.
+///
+/// ```
+/// let src = vec![1u32; 1000];
+/// let mut dst = vec![0u32; 1000];
+/// initret::bench::parallel_memcpy(&src, &mut dst);
+/// assert_eq!(src, dst);
+/// ```
+pub fn parallel_memcpy(src: &[u32], dst: &mut [u32]) {
+    let chunk = src
+        .len()
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(1 << 14);
+    dst.par_chunks_mut(chunk)
+        .zip(src.par_chunks(chunk))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// Runs `f` repeatedly and returns its best time: at least 3 runs and at
+/// least [`MIN_SECONDS_PER_ROW`] in total (at most 1000 runs).
+///
+/// ```
+/// let best = initret::bench::best_time(|| Ok(std::hint::black_box(1 + 1)))?;
+/// assert!(best.as_secs_f64() < 1.0);
+/// # Ok::<(), initret::Error>(())
+/// ```
+pub fn best_time<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<Duration, Error> {
+    let started = Instant::now();
+    let mut best = Duration::MAX;
+    let mut runs = 0;
+    while runs < 3 || (started.elapsed().as_secs_f64() < MIN_SECONDS_PER_ROW && runs < 1000) {
+        let t = Instant::now();
+        std::hint::black_box(f()?);
+        best = best.min(t.elapsed());
+        runs += 1;
+    }
+    Ok(best)
+}
+
+/// One measured strategy at one point of the sweep.
+///
+/// ```
+/// use initret::bench::BenchRow;
+///
+/// let row = BenchRow::new("x", "cpu", 1024, 1, 0.001);
+/// assert_eq!(row.lookups_per_s, 1024.0 / 0.001);
+/// assert!(row.to_json().contains("\"strategy\":\"x\""));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    /// What was measured (`initret-cpu`, `naive-rayon`, `memcpy`, ...).
+    pub strategy: String,
+    /// Where it ran (`cpu`, or the GPU adapter's name).
+    pub backend: String,
+    /// Queries per call.
+    pub queries: usize,
+    /// Words per table row.
+    pub words_per_row: usize,
+    /// Best time for one call, in seconds.
+    pub seconds: f64,
+    /// `queries / seconds`.
+    pub lookups_per_s: f64,
+    /// Parallel memcpy time of the same bytes divided by `seconds`.
+    pub ratio_to_memcpy: f64,
+    /// Naive rayon loop time divided by `seconds`.
+    pub ratio_to_naive_rayon: f64,
+    /// For GPU resident rows: device buffer copy time of the same bytes divided by `seconds`.
+    pub ratio_to_device_copy: Option<f64>,
+    /// For GPU end-to-end rows: host→device + device→host copy time of the same bytes divided by `seconds`.
+    pub ratio_to_transfer: Option<f64>,
+}
+
+impl BenchRow {
+    /// A row with its ratios still unset (NaN); see [`BenchRow::with_references`].
+    ///
+    /// ```
+    /// let row = initret::bench::BenchRow::new("memcpy", "cpu", 10, 1, 1e-6);
+    /// assert!(row.ratio_to_memcpy.is_nan());
+    /// ```
+    pub fn new(
+        strategy: impl Into<String>,
+        backend: impl Into<String>,
+        queries: usize,
+        words_per_row: usize,
+        seconds: f64,
+    ) -> BenchRow {
+        BenchRow {
+            strategy: strategy.into(),
+            backend: backend.into(),
+            queries,
+            words_per_row,
+            seconds,
+            lookups_per_s: queries as f64 / seconds,
+            ratio_to_memcpy: f64::NAN,
+            ratio_to_naive_rayon: f64::NAN,
+            ratio_to_device_copy: None,
+            ratio_to_transfer: None,
+        }
+    }
+
+    /// Sets the ratios against the memcpy and naive-rayon times of this run.
+    ///
+    /// ```
+    /// let row = initret::bench::BenchRow::new("x", "cpu", 10, 1, 2.0).with_references(1.0, 4.0);
+    /// assert_eq!((row.ratio_to_memcpy, row.ratio_to_naive_rayon), (0.5, 2.0));
+    /// ```
+    pub fn with_references(mut self, memcpy_seconds: f64, naive_rayon_seconds: f64) -> BenchRow {
+        self.ratio_to_memcpy = memcpy_seconds / self.seconds;
+        self.ratio_to_naive_rayon = naive_rayon_seconds / self.seconds;
+        self
+    }
+
+    /// The row as one JSON object on one line.
+    ///
+    /// ```
+    /// let row = initret::bench::BenchRow::new("x", "cpu", 10, 1, 2.0);
+    /// assert!(row.to_json().starts_with('{'));
+    /// ```
+    pub fn to_json(&self) -> String {
+        fn num(x: f64) -> String {
+            if x.is_finite() {
+                format!("{x}")
+            } else {
+                "null".into()
+            }
+        }
+        fn opt(x: Option<f64>) -> String {
+            x.map_or_else(|| "null".into(), num)
+        }
+        format!(
+            "{{\"strategy\":{},\"backend\":{},\"queries\":{},\"words_per_row\":{},\"seconds\":{},\"lookups_per_s\":{},\"ratio_to_memcpy\":{},\"ratio_to_naive_rayon\":{},\"ratio_to_device_copy\":{},\"ratio_to_transfer\":{}}}",
+            json_string(&self.strategy),
+            json_string(&self.backend),
+            self.queries,
+            self.words_per_row,
+            num(self.seconds),
+            num(self.lookups_per_s),
+            num(self.ratio_to_memcpy),
+            num(self.ratio_to_naive_rayon),
+            opt(self.ratio_to_device_copy),
+            opt(self.ratio_to_transfer),
+        )
+    }
+}
+
+/// `s` as a JSON string literal.
+///
+/// ```
+/// assert_eq!(initret::bench::json_string("a\"b"), "\"a\\\"b\"");
+/// ```
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Renders rows as an aligned text table.
+///
+/// ```
+/// let rows = [initret::bench::BenchRow::new("x", "cpu", 10, 1, 2.0).with_references(1.0, 1.0)];
+/// assert!(initret::bench::format_table(&rows).contains("ratio_to_memcpy"));
+/// ```
+pub fn format_table(rows: &[BenchRow]) -> String {
+    fn ratio(x: Option<f64>) -> String {
+        match x {
+            Some(x) if x.is_finite() => format!("{x:.3}"),
+            _ => "-".into(),
+        }
+    }
+    let mut out = format!(
+        "{:<22} {:<12} {:>10} {:>5} {:>12} {:>14} {:>15} {:>20} {:>20} {:>17}\n",
+        "strategy",
+        "backend",
+        "queries",
+        "words",
+        "seconds",
+        "lookups/s",
+        "ratio_to_memcpy",
+        "ratio_to_naive_rayon",
+        "ratio_to_device_copy",
+        "ratio_to_transfer"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<22} {:<12} {:>10} {:>5} {:>12.6} {:>14.3e} {:>15} {:>20} {:>20} {:>17}",
+            r.strategy,
+            truncate(&r.backend, 12),
+            r.queries,
+            r.words_per_row,
+            r.seconds,
+            r.lookups_per_s,
+            ratio(Some(r.ratio_to_memcpy)),
+            ratio(Some(r.ratio_to_naive_rayon)),
+            ratio(r.ratio_to_device_copy),
+            ratio(r.ratio_to_transfer),
+        );
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// What one point of the sweep measures.
+///
+/// ```
+/// let config = initret::bench::PointConfig { rows: 1 << 16, threads: 0, baselines: true };
+/// # let _ = config;
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct PointConfig {
+    /// Rows of the random table the queries index.
+    pub rows: usize,
+    /// CPU worker threads for initret and the pooled baselines (0: one per CPU).
+    pub threads: usize,
+    /// Whether to also run the baselines (serial, per-call copy, global
+    /// initializer, rayon `map_init`).
+    pub baselines: bool,
+}
+
+/// Measures every CPU strategy at one point (`queries` random lookups into a
+/// `rows × words_per_row` random table) and returns the rows, references first.
+/// Every strategy's output is checked against the naive loop's; a mismatch is
+/// an error, not a row.
+///
+/// ```
+/// use initret::bench::{PointConfig, measure_cpu_point};
+///
+/// let config = PointConfig { rows: 1024, threads: 1, baselines: false };
+/// let rows = measure_cpu_point(&config, 1024, 1)?;
+/// assert_eq!(rows[0].strategy, "memcpy");
+/// # Ok::<(), initret::Error>(())
+/// ```
+pub fn measure_cpu_point(
+    config: &PointConfig,
+    queries: usize,
+    words_per_row: usize,
+) -> Result<Vec<BenchRow>, Error> {
+    use crate::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
+    use crate::{Backend, Dispatcher};
+
+    let table = random_table(config.rows, words_per_row, 0x5EED ^ words_per_row as u64)?;
+    let batch = random_queries(queries, config.rows, 0xBA7C ^ queries as u64);
+    let mut out = vec![0u32; queries];
+
+    let memcpy = best_time(|| {
+        parallel_memcpy(&batch, &mut out);
+        Ok(())
+    })?
+    .as_secs_f64();
+    let mut expected = Vec::new();
+    let naive =
+        best_time(|| baseline::naive_rayon_into(&table, &batch, &mut expected))?.as_secs_f64();
+    let row = |name: &str, seconds: f64| {
+        BenchRow::new(name, "cpu", queries, words_per_row, seconds).with_references(memcpy, naive)
+    };
+    let check = |name: &str, got: &[u32]| {
+        if got == expected.as_slice() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "{name} disagrees with the naive loop"
+            )))
+        }
+    };
+    let mut rows = vec![row("memcpy", memcpy), row("naive-rayon", naive)];
+
+    let dispatcher = Dispatcher::builder(table.clone())
+        .backend(Backend::Cpu)
+        .threads(config.threads)
+        .build()?;
+    let t = best_time(|| dispatcher.popcount_into(&batch, &mut out))?;
+    check("initret-cpu", &out)?;
+    rows.push(row("initret-cpu", t.as_secs_f64()));
+
+    if config.baselines {
+        let global = GlobalInitializer::new(table.clone(), config.threads)?;
+        let mut got = Vec::new();
+        let t = best_time(|| {
+            got = global.run(&batch)?.counts;
+            Ok(())
+        })?;
+        check("global-initializer", &got)?;
+        rows.push(row("global-initializer", t.as_secs_f64()));
+
+        let t = best_time(|| {
+            got = baseline::rayon_map_init(&table, &batch)?.counts;
+            Ok(())
+        })?;
+        check("rayon-map-init", &got)?;
+        rows.push(row("rayon-map-init", t.as_secs_f64()));
+
+        let copy = PerCallCopy::new(config.threads, TaskSize::PythonDefault)?;
+        let t = best_time(|| {
+            got = copy.run(&table, &batch)?.counts;
+            Ok(())
+        })?;
+        check("per-call-copy", &got)?;
+        rows.push(row("per-call-copy", t.as_secs_f64()));
+
+        let t = best_time(|| {
+            got = baseline::serial(&table, &batch)?;
+            Ok(())
+        })?;
+        check("serial", &got)?;
+        rows.push(row("serial", t.as_secs_f64()));
+    }
+    Ok(rows)
+}

@@ -1,0 +1,199 @@
+//! The CPU backend: a [`Pool`] whose initializer gives every worker its own
+//! copy of the per-row popcount table, and a SIMD [`LookupKernel`] chosen
+//! once at build time.
+
+use crate::arch::{Isa, LookupKernel};
+use crate::{BitTable, Error, Pool};
+
+/// Batches up to this many queries run on the calling thread against worker
+/// 0's table: handing them to the pool costs more than the lookups.
+pub const INLINE_MAX_QUERIES: usize = 1 << 17;
+
+/// Chunks handed to workers are at least this long, so per-chunk overhead
+/// stays small next to the lookups.
+const MIN_CHUNK: usize = 1 << 15;
+
+/// Popcount lookups on CPU threads with run-time-selected SIMD kernels.
+///
+/// Built once per table: each worker's initializer derives the table's
+/// per-row popcounts ([`BitTable::row_counts`]) on its own thread, so every
+/// lookup afterwards is a single load (a gather, eight or sixteen at a time).
+///
+/// ```
+/// use initret::{BitTable, cpu::CpuBackend};
+///
+/// let cpu = CpuBackend::new(&BitTable::seed(1000), 2, None)?;
+/// let mut out = [0; 3];
+/// cpu.popcount_into(&[7, 255, 0], &mut out)?;
+/// assert_eq!(out, [3, 8, 0]);
+/// assert_eq!(cpu.init_calls(), 2);
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct CpuBackend {
+    pool: Pool<Vec<u32>>,
+    kernel: LookupKernel,
+    rows: usize,
+}
+
+impl CpuBackend {
+    /// Starts `threads` workers (0: one per CPU), each deriving its own copy
+    /// of `table`'s per-row counts, and picks the kernel: `isa` if given,
+    /// otherwise [`Isa::selected`] (`INITRET_FORCE_ISA` or CPU detection).
+    ///
+    /// Fails with [`Error::InvalidTable`] for a table with no rows and with
+    /// [`Error::IsaUnavailable`] for a kernel this CPU cannot run.
+    ///
+    /// ```
+    /// use initret::{BitTable, arch::Isa, cpu::CpuBackend};
+    ///
+    /// let cpu = CpuBackend::new(&BitTable::seed(16), 1, Some(Isa::Scalar))?;
+    /// assert_eq!(cpu.isa(), Isa::Scalar);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn new(table: &BitTable, threads: usize, isa: Option<Isa>) -> Result<CpuBackend, Error> {
+        if table.rows() == 0 {
+            return Err(Error::InvalidTable(
+                "the table has no rows, so no query can be answered".into(),
+            ));
+        }
+        let kernel = match isa {
+            Some(isa) => LookupKernel::new(isa)?,
+            None => LookupKernel::selected()?,
+        };
+        let pool = Pool::builder()
+            .threads(threads)
+            .thread_name("initret-cpu")
+            .build_with(|_worker| Ok::<_, Error>(table.row_counts()))?;
+        Ok(CpuBackend {
+            pool,
+            kernel,
+            rows: table.rows(),
+        })
+    }
+
+    /// The instruction set of the kernel in use.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// assert!(cpu.isa().is_available());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn isa(&self) -> Isa {
+        self.kernel.isa()
+    }
+
+    /// Number of worker threads.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 2, None)?;
+    /// assert_eq!(cpu.threads(), 2);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// How many times the initializer ran (once per worker).
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 2, None)?;
+    /// assert_eq!(cpu.init_calls(), 2);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn init_calls(&self) -> usize {
+        self.pool.init_calls()
+    }
+
+    /// Number of rows of the table.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// assert_eq!(cpu.rows(), 4);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Writes the popcount of row `queries[i]` to `out[i]`.
+    ///
+    /// Fails with [`Error::OutputLength`] if the lengths differ and with
+    /// [`Error::IndexOutOfRange`] naming the first query `>= rows`; `out` is
+    /// then only partly written.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// let mut out = [0; 2];
+    /// let err = cpu.popcount_into(&[1, 9], &mut out).unwrap_err();
+    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 1, index: 9, rows: 4 }));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+        if queries.len() <= INLINE_MAX_QUERIES {
+            let counts = self
+                .pool
+                .state(0)
+                .ok_or_else(|| Error::ThreadSpawn("the CPU backend has no workers".into()))?;
+            return self.kernel.lookup(counts, queries, out);
+        }
+        let chunk = queries.len().div_ceil(4 * self.threads()).max(MIN_CHUNK);
+        self.pool
+            .map_chunks_by(chunk, queries, out, |counts, offset, queries, out| {
+                self.kernel
+                    .lookup(counts, queries, out)
+                    .map_err(|e| shift_position(e, offset))
+            })
+    }
+}
+
+/// Turns a chunk-relative [`Error::IndexOutOfRange`] into a batch-relative one.
+pub(crate) fn shift_position(error: Error, offset: usize) -> Error {
+    match error {
+        Error::IndexOutOfRange {
+            position,
+            index,
+            rows,
+        } => Error::IndexOutOfRange {
+            position: position + offset,
+            index,
+            rows,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_batches_report_the_first_bad_position_across_chunks() {
+        let table = BitTable::seed(1000);
+        let cpu = CpuBackend::new(&table, 2, None).unwrap();
+        let mut queries: Vec<u32> = (0..(INLINE_MAX_QUERIES as u32 * 3))
+            .map(|i| i % 1000)
+            .collect();
+        let n = queries.len();
+        queries[n - 1] = 1000;
+        queries[n / 2 + 17] = u32::MAX;
+        let mut out = vec![0; n];
+        let err = cpu.popcount_into(&queries, &mut out).unwrap_err();
+        match err {
+            Error::IndexOutOfRange {
+                position,
+                index,
+                rows,
+            } => {
+                assert_eq!((position, index, rows), (n / 2 + 17, u32::MAX, 1000));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn empty_table_is_refused() {
+        let err = CpuBackend::new(&BitTable::seed(0), 1, None).unwrap_err();
+        assert!(matches!(err, Error::InvalidTable(_)));
+    }
+}

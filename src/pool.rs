@@ -1,0 +1,528 @@
+//! [`Pool`]: a persistent worker pool whose initializer runs once per worker
+//! and whose return value (the *initret*) is handed by reference to every call.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::error::panic_message;
+
+/// Configures and builds a [`Pool`], in the style of rayon's `ThreadPoolBuilder`.
+///
+/// ```
+/// use initret::Pool;
+///
+/// let pool = Pool::builder()
+///     .threads(2)
+///     .thread_name("lookup")
+///     .build_with(|worker| Ok::<_, std::io::Error>(vec![worker as u64; 4]))?;
+/// assert_eq!(pool.threads(), 2);
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct PoolBuilder {
+    threads: Option<usize>,
+    thread_name: Option<String>,
+}
+
+impl PoolBuilder {
+    /// A builder with the default settings: one worker per available CPU.
+    ///
+    /// ```
+    /// let builder = initret::PoolBuilder::new();
+    /// # let _ = builder;
+    /// ```
+    pub fn new() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Number of worker threads. `0` (the default) means one per available CPU.
+    ///
+    /// ```
+    /// let builder = initret::Pool::builder().threads(4);
+    /// # let _ = builder;
+    /// ```
+    pub fn threads(mut self, threads: usize) -> PoolBuilder {
+        self.threads = (threads > 0).then_some(threads);
+        self
+    }
+
+    /// Prefix of the worker threads' names; worker `i` is called `"{prefix}-{i}"`.
+    /// The default prefix is `initret-worker`.
+    ///
+    /// ```
+    /// let builder = initret::Pool::builder().thread_name("cache");
+    /// # let _ = builder;
+    /// ```
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> PoolBuilder {
+        self.thread_name = Some(prefix.into());
+        self
+    }
+
+    /// Starts the workers and runs `init(worker)` exactly once on each
+    /// worker's own thread, before that worker takes any task. The returned
+    /// state stays with the worker and is passed as `&S` to every call.
+    ///
+    /// If an initializer returns an error or panics, the pool is torn down
+    /// (its threads joined) and the error of the lowest-numbered failing
+    /// worker is returned as [`Error::Initializer`] or
+    /// [`Error::InitializerPanicked`].
+    ///
+    /// ```
+    /// use initret::{Error, Pool};
+    ///
+    /// let failed = Pool::builder()
+    ///     .threads(2)
+    ///     .build_with(|worker| if worker == 1 { Err("no cache for you") } else { Ok(()) });
+    /// assert!(matches!(failed, Err(Error::Initializer { worker: 1, .. })));
+    /// ```
+    pub fn build_with<S, E, F>(self, init: F) -> Result<Pool<S>, Error>
+    where
+        S: Send + Sync,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        F: Fn(usize) -> Result<S, E> + Sync,
+    {
+        let live = Arc::new(LiveThreads::default());
+        let prefix = self
+            .thread_name
+            .unwrap_or_else(|| "initret-worker".to_string());
+        let (on_start, on_exit) = (Arc::clone(&live), Arc::clone(&live));
+        let mut builder = rayon::ThreadPoolBuilder::new()
+            .thread_name(move |i| format!("{prefix}-{i}"))
+            .start_handler(move |_| on_start.add(1))
+            .exit_handler(move |_| on_exit.add(-1));
+        if let Some(n) = self.threads {
+            builder = builder.num_threads(n);
+        }
+        let workers = builder
+            .build()
+            .map_err(|e| Error::ThreadSpawn(e.to_string()))?;
+
+        let init_calls = AtomicUsize::new(0);
+        // `broadcast` runs the closure exactly once on every worker thread and
+        // returns the results in worker order, which is what makes the state
+        // "placed once per worker, on that worker".
+        let results: Vec<Result<S, Error>> = workers.broadcast(|ctx| {
+            let worker = ctx.index();
+            init_calls.fetch_add(1, Ordering::Relaxed);
+            match catch_unwind(AssertUnwindSafe(|| init(worker))) {
+                Ok(Ok(state)) => Ok(state),
+                Ok(Err(e)) => Err(Error::Initializer {
+                    worker,
+                    source: e.into(),
+                }),
+                Err(payload) => Err(Error::InitializerPanicked {
+                    worker,
+                    message: panic_message(payload.as_ref()),
+                }),
+            }
+        });
+        let mut pool = Pool {
+            workers: Some(workers),
+            states: Vec::with_capacity(results.len()),
+            init_calls: init_calls.into_inner(),
+            live,
+        };
+        for result in results {
+            // On the first failure `pool` is dropped, which joins the threads.
+            pool.states.push(result?);
+        }
+        Ok(pool)
+    }
+}
+
+/// Counts the pool's live worker threads so that dropping the pool can wait
+/// for them: rayon's own `ThreadPool` drop only signals its threads to stop.
+#[derive(Default)]
+struct LiveThreads {
+    count: Mutex<isize>,
+    changed: Condvar,
+}
+
+impl LiveThreads {
+    fn add(&self, delta: isize) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count += delta;
+        self.changed.notify_all();
+    }
+
+    fn wait_until_none(&self) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count > 0 {
+            count = self
+                .changed
+                .wait(count)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A persistent pool of worker threads, each holding the value its
+/// initializer returned (its *initret*), handed as `&S` to every call.
+///
+/// This is the seed problem's proposed `Pool(initializer=..)` whose return
+/// value reaches `func` as `initret`, for any Rust closure:
+///
+/// * the initializer runs exactly once per worker, on that worker's thread
+///   ([`Pool::init_calls`] counts the calls);
+/// * [`Pool::map`] and [`Pool::map_chunks`] can be called any number of
+///   times and never rerun it;
+/// * results keep the input order;
+/// * a panicking task becomes [`Error::TaskPanicked`] naming the worker, and
+///   the pool keeps serving.
+///
+/// `Pool<S>` is `Send + Sync`: several threads may call `map` on one pool at
+/// the same time; their tasks share the workers. Calling `map` from inside a
+/// task of the same pool is allowed too (the nested call runs on the pool).
+///
+/// Dropping the pool joins its worker threads (unless it is dropped from one
+/// of them, in which case they are only told to stop).
+///
+/// ```
+/// use initret::Pool;
+///
+/// // The seed's cache, built once per worker by the initializer.
+/// let pool = Pool::builder().threads(2).build_with(|_worker| {
+///     Ok::<_, std::convert::Infallible>((0u32..1 << 16).map(|i| format!("{i:b}")).collect::<Vec<_>>())
+/// })?;
+/// let items: Vec<usize> = (0..65535).collect();
+/// let counts = pool.map(&items, |cache, &i| cache[i].matches('1').count())?;
+/// assert_eq!(counts.iter().sum::<usize>(), 524272);
+/// assert_eq!(pool.init_calls(), 2);
+/// # Ok::<(), initret::Error>(())
+/// ```
+pub struct Pool<S> {
+    // `Option` so that `Drop` can release the rayon pool before waiting.
+    workers: Option<rayon::ThreadPool>,
+    states: Vec<S>,
+    init_calls: usize,
+    live: Arc<LiveThreads>,
+}
+
+impl<S> std::fmt::Debug for Pool<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("threads", &self.states.len())
+            .field("init_calls", &self.init_calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool<()> {
+    /// Starts configuring a pool.
+    ///
+    /// ```
+    /// let pool = initret::Pool::builder().threads(1).build_with(|_| Ok::<_, String>(42))?;
+    /// assert_eq!(pool.map(&[1, 2], |answer, &x| answer + x)?, vec![43, 44]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+}
+
+impl<S: Send + Sync> Pool<S> {
+    /// Number of worker threads.
+    ///
+    /// ```
+    /// let pool = initret::Pool::builder().threads(3).build_with(|_| Ok::<_, String>(()))?;
+    /// assert_eq!(pool.threads(), 3);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn threads(&self) -> usize {
+        self.states.len()
+    }
+
+    /// How many times the initializer has been called: the number of workers,
+    /// however many maps have run.
+    ///
+    /// ```
+    /// let pool = initret::Pool::builder().threads(2).build_with(|_| Ok::<_, String>(()))?;
+    /// for _ in 0..10 {
+    ///     pool.map(&[1, 2, 3], |_, &x| x)?;
+    /// }
+    /// assert_eq!(pool.init_calls(), 2);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn init_calls(&self) -> usize {
+        self.init_calls
+    }
+
+    /// The state worker `worker` was initialized with, if there is such a worker.
+    ///
+    /// Lets the calling thread read a worker's initret directly, e.g. to run a
+    /// batch too small to be worth a hand-off to the pool.
+    ///
+    /// ```
+    /// let pool = initret::Pool::builder().threads(2).build_with(|w| Ok::<_, String>(w * 10))?;
+    /// assert_eq!(pool.state(1), Some(&10));
+    /// assert_eq!(pool.state(2), None);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn state(&self, worker: usize) -> Option<&S> {
+        self.states.get(worker)
+    }
+
+    /// Applies `f(&initret, &item)` to every item on the workers and returns
+    /// the results in input order.
+    ///
+    /// Items are handed out in chunks of `ceil(len / (4 × threads))`, the
+    /// chunk size Python's `Pool.map` uses by default.
+    ///
+    /// A panic in `f` becomes [`Error::TaskPanicked`] naming the worker and the
+    /// message (the first one by position if several tasks panic); the pool
+    /// stays usable.
+    ///
+    /// ```
+    /// let pool = initret::Pool::builder().threads(2).build_with(|_| Ok::<_, String>(vec![10, 20, 30]))?;
+    /// assert_eq!(pool.map(&[2, 0, 1], |table, &i| table[i])?, vec![30, 10, 20]);
+    ///
+    /// let err = pool.map(&[5], |table, &i| table[i]).unwrap_err();
+    /// assert!(matches!(err, initret::Error::TaskPanicked { .. }));
+    /// assert_eq!(pool.map(&[0], |table, &i| table[i])?, vec![10]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn map<T, R, F>(&self, items: &[T], f: F) -> Result<Vec<R>, Error>
+    where
+        T: Sync,
+        R: Send,
+        F: Fn(&S, &T) -> R + Sync,
+    {
+        let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+        self.map_chunks::<_, _, Error, _>(items, &mut slots, |state, _offset, input, output| {
+            for (item, slot) in input.iter().zip(output) {
+                *slot = Some(f(state, item));
+            }
+            Ok(())
+        })?;
+        // Every slot was filled: `map_chunks` returned Ok only after every
+        // chunk ran to completion.
+        slots
+            .into_iter()
+            .collect::<Option<Vec<R>>>()
+            .ok_or_else(|| Error::TaskPanicked {
+                worker: usize::MAX,
+                message: "internal error: a chunk finished without writing its results".into(),
+            })
+    }
+
+    /// Hands `f` whole chunks: `f(&initret, offset, input, output)` where
+    /// `input = &items[offset..offset + k]` and `output` is the matching
+    /// `&mut out[offset..offset + k]`, so a SIMD kernel can run over them.
+    /// Chunks are `ceil(len / (4 × threads))` long (see [`Pool::map_chunks_by`]).
+    ///
+    /// `out.len()` must equal `items.len()` ([`Error::OutputLength`] otherwise).
+    /// If `f` fails (or panics) on several chunks, the error of the chunk
+    /// with the lowest offset is returned, and chunks after a failed one may
+    /// be skipped; the contents of `out` are then unspecified.
+    ///
+    /// ```
+    /// let pool = initret::Pool::builder().threads(2).build_with(|_| Ok::<_, String>(3u32))?;
+    /// let items = [1u32, 2, 3, 4, 5];
+    /// let mut out = [0u32; 5];
+    /// pool.map_chunks(&items, &mut out, |factor, _offset, input, output| {
+    ///     for (x, y) in input.iter().zip(output) {
+    ///         *y = x * factor;
+    ///     }
+    ///     Ok::<(), initret::Error>(())
+    /// })?;
+    /// assert_eq!(out, [3, 6, 9, 12, 15]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn map_chunks<T, R, E, F>(&self, items: &[T], out: &mut [R], f: F) -> Result<(), E>
+    where
+        T: Sync,
+        R: Send,
+        E: From<Error> + Send,
+        F: Fn(&S, usize, &[T], &mut [R]) -> Result<(), E> + Sync,
+    {
+        let per_task = 4 * self.threads().max(1);
+        self.map_chunks_by(items.len().div_ceil(per_task), items, out, f)
+    }
+
+    /// [`Pool::map_chunks`] with an explicit chunk length (at least 1).
+    ///
+    /// ```
+    /// let pool = initret::Pool::builder().threads(2).build_with(|_| Ok::<_, String>(()))?;
+    /// let items = [1u8; 10];
+    /// let mut lens = [0usize; 10];
+    /// pool.map_chunks_by(4, &items, &mut lens, |_, _offset, input, output| {
+    ///     output.fill(input.len());
+    ///     Ok::<(), initret::Error>(())
+    /// })?;
+    /// assert_eq!(lens, [4, 4, 4, 4, 4, 4, 4, 4, 2, 2]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn map_chunks_by<T, R, E, F>(
+        &self,
+        chunk_len: usize,
+        items: &[T],
+        out: &mut [R],
+        f: F,
+    ) -> Result<(), E>
+    where
+        T: Sync,
+        R: Send,
+        E: From<Error> + Send,
+        F: Fn(&S, usize, &[T], &mut [R]) -> Result<(), E> + Sync,
+    {
+        if out.len() != items.len() {
+            return Err(Error::OutputLength {
+                queries: items.len(),
+                output: out.len(),
+            }
+            .into());
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let workers = self.workers.as_ref().ok_or_else(|| {
+            Error::ThreadSpawn("the pool's workers have already been shut down".into())
+        })?;
+        let chunk_len = chunk_len.max(1);
+        // The first failure by position wins; chunks beyond it need not run.
+        let first_failure: Mutex<Option<(usize, E)>> = Mutex::new(None);
+        let cutoff = AtomicUsize::new(usize::MAX);
+        workers.install(|| {
+            items
+                .par_chunks(chunk_len)
+                .zip(out.par_chunks_mut(chunk_len))
+                .enumerate()
+                .for_each(|(k, (input, output))| {
+                    let offset = k * chunk_len;
+                    if offset > cutoff.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let worker = workers.current_thread_index().unwrap_or(usize::MAX);
+                    let outcome = match self.states.get(worker) {
+                        Some(state) => {
+                            catch_unwind(AssertUnwindSafe(|| f(state, offset, input, output)))
+                                .unwrap_or_else(|payload| {
+                                    Err(Error::TaskPanicked {
+                                        worker,
+                                        message: panic_message(payload.as_ref()),
+                                    }
+                                    .into())
+                                })
+                        }
+                        None => Err(Error::TaskPanicked {
+                            worker,
+                            message: "internal error: task ran outside the pool".into(),
+                        }
+                        .into()),
+                    };
+                    if let Err(e) = outcome {
+                        cutoff.fetch_min(offset, Ordering::Relaxed);
+                        let mut first =
+                            first_failure.lock().unwrap_or_else(PoisonError::into_inner);
+                        if first.as_ref().is_none_or(|(o, _)| offset < *o) {
+                            *first = Some((offset, e));
+                        }
+                    }
+                });
+        });
+        match first_failure
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<S> Drop for Pool<S> {
+    fn drop(&mut self) {
+        if let Some(workers) = self.workers.take() {
+            let on_own_worker = workers.current_thread_index().is_some();
+            drop(workers);
+            // Waiting on our own thread would never finish; it exits once
+            // the task that dropped us returns.
+            if !on_own_worker {
+                self.live.wait_until_none();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_runs_once_per_worker_on_its_own_thread() {
+        let pool = Pool::builder()
+            .threads(3)
+            .thread_name("t")
+            .build_with(|w| {
+                let name = std::thread::current().name().map(str::to_string);
+                Ok::<_, String>((w, name))
+            })
+            .unwrap();
+        for (w, state) in pool.states.iter().enumerate() {
+            assert_eq!(state.0, w);
+            assert_eq!(state.1.as_deref(), Some(format!("t-{w}").as_str()));
+        }
+        let items: Vec<u32> = (0..1000).collect();
+        for _ in 0..50 {
+            let seen = pool
+                .map(&items, |(w, _), _| {
+                    // The state handed to a task is that of the worker running it.
+                    let me = std::thread::current().name().map(str::to_string);
+                    assert_eq!(me, Some(format!("t-{w}")));
+                    *w
+                })
+                .unwrap();
+            assert!(seen.iter().all(|&w| w < 3));
+        }
+        assert_eq!(pool.init_calls(), 3);
+    }
+
+    #[test]
+    fn output_length_mismatch_is_an_error() {
+        let pool = Pool::builder()
+            .threads(1)
+            .build_with(|_| Ok::<_, String>(()))
+            .unwrap();
+        let mut out = [0u8; 2];
+        let err = pool
+            .map_chunks(&[1u8, 2, 3], &mut out, |_, _, _, _| Ok::<(), Error>(()))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::OutputLength {
+                queries: 3,
+                output: 2
+            }
+        ));
+    }
+
+    #[test]
+    fn lowest_failing_chunk_wins() {
+        let pool = Pool::builder()
+            .threads(2)
+            .build_with(|_| Ok::<_, String>(()))
+            .unwrap();
+        let items: Vec<usize> = (0..100).collect();
+        let mut out = vec![0usize; 100];
+        for _ in 0..20 {
+            let err = pool
+                .map_chunks_by(7, &items, &mut out, |_, offset, input, _| {
+                    if input.iter().any(|&i| i % 30 == 29) {
+                        Err(Error::InvalidArgument(offset.to_string()))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .unwrap_err();
+            // 29 lies in the chunk starting at 28.
+            assert!(
+                matches!(err, Error::InvalidArgument(ref s) if s == "28"),
+                "{err}"
+            );
+        }
+    }
+}
