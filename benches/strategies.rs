@@ -1,1 +1,69 @@
-fn main() {}
+//! Criterion benches: every strategy at 2^16 and 2^24 queries, in one group
+//! per size with the references (parallel memcpy of the same bytes, the
+//! naive rayon loop) measured beside them. Throughput is in bytes moved
+//! (8 per lookup), so criterion's GB/s column compares directly with memcpy;
+//! the ratios are printed at the end from one more measurement of the same
+//! strategies (`initret::bench::measure_cpu_point`).
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use initret::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
+use initret::bench::{
+    PointConfig, format_table, measure_cpu_point, parallel_memcpy, random_queries, random_table,
+};
+use initret::{Backend, Dispatcher};
+
+const ROWS: usize = 1 << 16;
+
+fn strategies(c: &mut Criterion) {
+    let table = random_table(ROWS, 1, 1).expect("table");
+    let dispatcher = Dispatcher::new(table.clone(), Backend::Cpu).expect("cpu dispatcher");
+    let global = GlobalInitializer::new(table.clone(), 0).expect("global initializer pool");
+    let copy = PerCallCopy::new(0, TaskSize::PythonDefault).expect("per-call copy pool");
+    for log2 in [16u32, 24] {
+        let n = 1usize << log2;
+        let queries = random_queries(n, ROWS, u64::from(log2));
+        let mut out = vec![0u32; n];
+        let mut group = c.benchmark_group(format!("popcount_2^{log2}"));
+        group
+            .sample_size(10)
+            .throughput(Throughput::Bytes(8 * n as u64));
+        group.bench_function("memcpy", |b| {
+            b.iter(|| parallel_memcpy(black_box(&queries), &mut out))
+        });
+        group.bench_function("naive-rayon", |b| {
+            b.iter(|| baseline::naive_rayon_into(&table, black_box(&queries), &mut out))
+        });
+        group.bench_function("initret-cpu", |b| {
+            b.iter(|| dispatcher.popcount_into(black_box(&queries), &mut out))
+        });
+        group.bench_function("global-initializer", |b| {
+            b.iter(|| global.run(black_box(&queries)))
+        });
+        group.bench_function("rayon-map-init", |b| {
+            b.iter(|| baseline::rayon_map_init(&table, black_box(&queries)))
+        });
+        group.bench_function("per-call-copy", |b| {
+            b.iter(|| copy.run(&table, black_box(&queries)))
+        });
+        group.bench_function(BenchmarkId::new("serial", n), |b| {
+            b.iter(|| baseline::serial(&table, black_box(&queries)))
+        });
+        group.finish();
+    }
+    let config = PointConfig {
+        rows: ROWS,
+        threads: 0,
+        baselines: true,
+    };
+    for log2 in [16u32, 24] {
+        match measure_cpu_point(&config, 1 << log2, 1) {
+            Ok(rows) => print!("{}", format_table(&rows)),
+            Err(e) => eprintln!("ratio summary failed: {e}"),
+        }
+    }
+}
+
+criterion_group!(benches, strategies);
+criterion_main!(benches);

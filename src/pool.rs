@@ -3,7 +3,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
@@ -85,21 +86,34 @@ impl PoolBuilder {
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
         F: Fn(usize) -> Result<S, E> + Sync,
     {
-        let live = Arc::new(LiveThreads::default());
         let prefix = self
             .thread_name
             .unwrap_or_else(|| "initret-worker".to_string());
-        let (on_start, on_exit) = (Arc::clone(&live), Arc::clone(&live));
-        let mut builder = rayon::ThreadPoolBuilder::new()
-            .thread_name(move |i| format!("{prefix}-{i}"))
-            .start_handler(move |_| on_start.add(1))
-            .exit_handler(move |_| on_exit.add(-1));
+        // Spawning the threads ourselves keeps their join handles: rayon's
+        // own `ThreadPool` drop only signals its threads to stop.
+        let handles: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let spawned = Arc::clone(&handles);
+        let mut builder = rayon::ThreadPoolBuilder::new().spawn_handler(move |thread| {
+            let handle = std::thread::Builder::new()
+                .name(format!("{prefix}-{}", thread.index()))
+                .spawn(move || thread.run())?;
+            spawned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(handle);
+            Ok(())
+        });
         if let Some(n) = self.threads {
             builder = builder.num_threads(n);
         }
-        let workers = builder
-            .build()
-            .map_err(|e| Error::ThreadSpawn(e.to_string()))?;
+        let built = builder.build();
+        let workers = match built {
+            Ok(workers) => workers,
+            Err(e) => {
+                join_all(&handles);
+                return Err(Error::ThreadSpawn(e.to_string()));
+            }
+        };
 
         let init_calls = AtomicUsize::new(0);
         // `broadcast` runs the closure exactly once on every worker thread and
@@ -124,7 +138,7 @@ impl PoolBuilder {
             workers: Some(workers),
             states: Vec::with_capacity(results.len()),
             init_calls: init_calls.into_inner(),
-            live,
+            handles,
         };
         for result in results {
             // On the first failure `pool` is dropped, which joins the threads.
@@ -134,29 +148,14 @@ impl PoolBuilder {
     }
 }
 
-/// Counts the pool's live worker threads so that dropping the pool can wait
-/// for them: rayon's own `ThreadPool` drop only signals its threads to stop.
-#[derive(Default)]
-struct LiveThreads {
-    count: Mutex<isize>,
-    changed: Condvar,
-}
-
-impl LiveThreads {
-    fn add(&self, delta: isize) {
-        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        *count += delta;
-        self.changed.notify_all();
-    }
-
-    fn wait_until_none(&self) {
-        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        while *count > 0 {
-            count = self
-                .changed
-                .wait(count)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+/// Joins every thread whose handle is in `handles`.
+fn join_all(handles: &Mutex<Vec<JoinHandle<()>>>) {
+    let handles = std::mem::take(&mut *handles.lock().unwrap_or_else(PoisonError::into_inner));
+    for handle in handles {
+        // A worker's panics are caught inside its tasks, so an error here
+        // can only be a panic in rayon itself; there is nothing left to do
+        // with it during teardown.
+        let _ = handle.join();
     }
 }
 
@@ -199,7 +198,7 @@ pub struct Pool<S> {
     workers: Option<rayon::ThreadPool>,
     states: Vec<S>,
     init_calls: usize,
-    live: Arc<LiveThreads>,
+    handles: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl<S> std::fmt::Debug for Pool<S> {
@@ -442,7 +441,7 @@ impl<S> Drop for Pool<S> {
             // Waiting on our own thread would never finish; it exits once
             // the task that dropped us returns.
             if !on_own_worker {
-                self.live.wait_until_none();
+                join_all(&self.handles);
             }
         }
     }

@@ -66,7 +66,7 @@ impl BitTable {
                 "words_per_row is 0: every row needs at least one word".into(),
             ));
         }
-        if words.len() % words_per_row != 0 {
+        if !words.len().is_multiple_of(words_per_row) {
             return Err(Error::InvalidTable(format!(
                 "{} words is not a whole number of rows of {} words ({} words left over)",
                 words.len(),
