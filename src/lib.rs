@@ -43,6 +43,11 @@ pub use error::Error;
 pub use pool::{Pool, PoolBuilder};
 pub use table::BitTable;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The seed problem's workload size: the cache holds the first `2^16 - 1`
 /// integers and every one of them is looked up once.
 pub const SEED_ROWS: u32 = (1 << 16) - 1;
