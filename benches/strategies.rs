@@ -21,6 +21,14 @@ fn strategies(c: &mut Criterion) {
     let dispatcher = Dispatcher::new(table.clone(), Backend::Cpu).expect("cpu dispatcher");
     let global = GlobalInitializer::new(table.clone(), 0).expect("global initializer pool");
     let copy = PerCallCopy::new(0, TaskSize::PythonDefault).expect("per-call copy pool");
+    #[cfg(feature = "gpu")]
+    let gpu = match initret::gpu::GpuBackend::new(&table) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            eprintln!("no GPU rows: {e}");
+            None
+        }
+    };
     for log2 in [16u32, 24] {
         let n = 1usize << log2;
         let queries = random_queries(n, ROWS, u64::from(log2));
@@ -50,6 +58,19 @@ fn strategies(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("serial", n), |b| {
             b.iter(|| baseline::serial(&table, black_box(&queries)))
         });
+        #[cfg(feature = "gpu")]
+        if let Some(gpu) = &gpu {
+            group.bench_function("gpu-end-to-end", |b| {
+                b.iter(|| gpu.popcount_into(black_box(&queries), &mut out))
+            });
+            if let Ok(batch) = gpu.upload_batch(&queries)
+                && let Ok(mut counts) = gpu.popcount_resident(&batch)
+            {
+                group.bench_function("gpu-resident", |b| {
+                    b.iter(|| gpu.popcount_resident_into(&batch, &mut counts))
+                });
+            }
+        }
         group.finish();
     }
     let config = PointConfig {

@@ -276,7 +276,7 @@ pub fn format_table(rows: &[BenchRow]) -> String {
         }
     }
     let mut out = format!(
-        "{:<22} {:<12} {:>10} {:>5} {:>12} {:>14} {:>15} {:>20} {:>20} {:>17}\n",
+        "{:<22} {:<24} {:>10} {:>5} {:>12} {:>14} {:>15} {:>20} {:>20} {:>17}\n",
         "strategy",
         "backend",
         "queries",
@@ -291,9 +291,9 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<22} {:<12} {:>10} {:>5} {:>12.6} {:>14.3e} {:>15} {:>20} {:>20} {:>17}",
+            "{:<22} {:<24} {:>10} {:>5} {:>12.6} {:>14.3e} {:>15} {:>20} {:>20} {:>17}",
             r.strategy,
-            truncate(&r.backend, 12),
+            truncate(&r.backend, 24),
             r.queries,
             r.words_per_row,
             r.seconds,
@@ -328,6 +328,28 @@ pub struct PointConfig {
     pub baselines: bool,
 }
 
+/// The random table a sweep point with `words_per_row` uses (the same for
+/// every strategy and backend).
+///
+/// ```
+/// let config = initret::bench::PointConfig { rows: 16, threads: 1, baselines: false };
+/// assert_eq!(initret::bench::point_table(&config, 3)?.words_per_row(), 3);
+/// # Ok::<(), initret::Error>(())
+/// ```
+pub fn point_table(config: &PointConfig, words_per_row: usize) -> Result<BitTable, Error> {
+    random_table(config.rows, words_per_row, 0x5EED ^ words_per_row as u64)
+}
+
+/// The random queries a sweep point with `queries` lookups uses.
+///
+/// ```
+/// let config = initret::bench::PointConfig { rows: 16, threads: 1, baselines: false };
+/// assert_eq!(initret::bench::point_queries(&config, 5).len(), 5);
+/// ```
+pub fn point_queries(config: &PointConfig, queries: usize) -> Vec<u32> {
+    random_queries(queries, config.rows, 0xBA7C ^ queries as u64)
+}
+
 /// Measures every CPU strategy at one point (`queries` random lookups into a
 /// `rows × words_per_row` random table) and returns the rows, references first.
 /// Every strategy's output is checked against the naive loop's; a mismatch is
@@ -349,8 +371,8 @@ pub fn measure_cpu_point(
     use crate::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
     use crate::{Backend, Dispatcher};
 
-    let table = random_table(config.rows, words_per_row, 0x5EED ^ words_per_row as u64)?;
-    let batch = random_queries(queries, config.rows, 0xBA7C ^ queries as u64);
+    let table = point_table(config, words_per_row)?;
+    let batch = point_queries(config, queries);
     let mut out = vec![0u32; queries];
 
     let memcpy = best_time(|| {
@@ -416,4 +438,79 @@ pub fn measure_cpu_point(
         rows.push(row("serial", t.as_secs_f64()));
     }
     Ok(rows)
+}
+
+/// Measures the GPU backend at one point: `gpu-end-to-end` (queries up,
+/// counts down, [`GpuBackend::popcount_into`](crate::gpu::GpuBackend::popcount_into))
+/// with `ratio_to_transfer` against a host→device plus device→host copy of
+/// the same bytes, and `gpu-resident` (queries and counts stay on the device)
+/// with `ratio_to_device_copy` against a device buffer copy of the same
+/// bytes; both references are measured now, on the same device. `references`
+/// are this point's `memcpy` and `naive-rayon` rows, for the CPU ratios.
+/// Results are checked against the scalar reference.
+///
+/// ```no_run
+/// use initret::bench::{PointConfig, measure_cpu_point, measure_gpu_point, point_table};
+///
+/// let config = PointConfig { rows: 1 << 16, threads: 0, baselines: false };
+/// let cpu_rows = measure_cpu_point(&config, 1 << 20, 1)?;
+/// let gpu = initret::gpu::GpuBackend::new(&point_table(&config, 1)?)?;
+/// let gpu_rows = measure_gpu_point(&config, &gpu, 1 << 20, 1, &cpu_rows[..2])?;
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[cfg(feature = "gpu")]
+pub fn measure_gpu_point(
+    config: &PointConfig,
+    gpu: &crate::gpu::GpuBackend,
+    queries: usize,
+    words_per_row: usize,
+    references: &[BenchRow],
+) -> Result<Vec<BenchRow>, Error> {
+    let reference_seconds = |name: &str| {
+        references
+            .iter()
+            .find(|r| r.strategy == name)
+            .map(|r| r.seconds)
+            .ok_or_else(|| Error::InvalidArgument(format!("no {name} reference row")))
+    };
+    let (memcpy, naive) = (
+        reference_seconds("memcpy")?,
+        reference_seconds("naive-rayon")?,
+    );
+    let table = point_table(config, words_per_row)?;
+    let batch = point_queries(config, queries);
+    let expected = table.reference_popcount(&batch)?;
+    let adapter = gpu.adapter().name.clone();
+    let bytes = 4 * queries as u64;
+    let mismatch =
+        |what: &str| Error::InvalidArgument(format!("{what} disagrees with the reference"));
+
+    let mut out = vec![0u32; queries];
+    let end_to_end = best_time(|| gpu.popcount_into(&batch, &mut out))?.as_secs_f64();
+    if out != expected {
+        return Err(mismatch("gpu-end-to-end"));
+    }
+    let transfer = gpu.measure_transfer(bytes)?.as_secs_f64();
+    let mut e2e_row = BenchRow::new(
+        "gpu-end-to-end",
+        adapter.clone(),
+        queries,
+        words_per_row,
+        end_to_end,
+    )
+    .with_references(memcpy, naive);
+    e2e_row.ratio_to_transfer = Some(transfer / end_to_end);
+
+    let resident_batch = gpu.upload_batch(&batch)?;
+    let mut counts = gpu.popcount_resident(&resident_batch)?;
+    let resident =
+        best_time(|| gpu.popcount_resident_into(&resident_batch, &mut counts))?.as_secs_f64();
+    if gpu.read_back(&counts)? != expected {
+        return Err(mismatch("gpu-resident"));
+    }
+    let device_copy = gpu.measure_device_copy(bytes)?.as_secs_f64();
+    let mut resident_row = BenchRow::new("gpu-resident", adapter, queries, words_per_row, resident)
+        .with_references(memcpy, naive);
+    resident_row.ratio_to_device_copy = Some(device_copy / resident);
+    Ok(vec![e2e_row, resident_row])
 }

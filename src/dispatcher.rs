@@ -1,9 +1,15 @@
 //! [`Dispatcher`]: one API for popcount lookups over a chosen backend.
 
 use std::fmt;
+#[cfg(feature = "gpu")]
+use std::sync::{Mutex, PoisonError};
+#[cfg(feature = "gpu")]
+use std::time::{Duration, Instant};
 
 use crate::arch::Isa;
 use crate::cpu::CpuBackend;
+#[cfg(feature = "gpu")]
+use crate::gpu::GpuBackend;
 use crate::{BitTable, Error};
 
 /// Where a [`Dispatcher`] runs its lookups.
@@ -20,7 +26,8 @@ pub enum Backend {
     /// A wgpu compute device. Building fails with [`Error::GpuUnavailable`]
     /// when there is none; it never falls back to the CPU silently.
     Gpu,
-    /// The CPU, or the GPU where it pays (see [`Dispatcher`]).
+    /// The CPU, or a real GPU for batches large enough to pay for the
+    /// transfer (see [`Dispatcher`] for how the crossover is measured).
     Auto,
 }
 
@@ -68,6 +75,8 @@ pub struct DispatcherBuilder {
     backend: Backend,
     threads: usize,
     isa: Option<Isa>,
+    auto_accepts_software_gpu: bool,
+    auto_crossover: Option<usize>,
 }
 
 impl DispatcherBuilder {
@@ -104,6 +113,28 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Lets [`Backend::Auto`] consider a software (CPU-type) adapter such as
+    /// llvmpipe, which it normally skips; for testing the crossover logic on
+    /// machines without a GPU.
+    #[doc(hidden)]
+    pub fn auto_accepts_software_gpu(mut self, yes: bool) -> DispatcherBuilder {
+        self.auto_accepts_software_gpu = yes;
+        self
+    }
+
+    /// For [`Backend::Auto`]: send batches of at least `queries` queries to the
+    /// GPU, instead of measuring the crossover at build. Ignored by the other
+    /// backends; a software adapter is still skipped.
+    ///
+    /// ```
+    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).auto_crossover(1 << 20);
+    /// # let _ = b;
+    /// ```
+    pub fn auto_crossover(mut self, queries: usize) -> DispatcherBuilder {
+        self.auto_crossover = Some(queries);
+        self
+    }
+
     /// Places the table on the chosen backend (the initializer) and returns
     /// the dispatcher.
     ///
@@ -120,14 +151,24 @@ impl DispatcherBuilder {
             ));
         }
         let engine = match self.backend {
-            Backend::Cpu | Backend::Auto => {
-                Engine::Cpu(CpuBackend::new(&table, self.threads, self.isa)?)
-            }
+            Backend::Cpu => Engine::Cpu(CpuBackend::new(&table, self.threads, self.isa)?),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu => Engine::Gpu(GpuBackend::new(&table)?),
+            #[cfg(not(feature = "gpu"))]
             Backend::Gpu => {
                 return Err(Error::GpuUnavailable(
-                    "this build has no GPU backend (enable the `gpu` feature)".into(),
+                    "this build has no GPU backend (the `gpu` cargo feature is off)".into(),
                 ));
             }
+            #[cfg(feature = "gpu")]
+            Backend::Auto => Engine::Auto(AutoEngine::new(
+                &table,
+                CpuBackend::new(&table, self.threads, self.isa)?,
+                self.auto_accepts_software_gpu,
+                self.auto_crossover,
+            )),
+            #[cfg(not(feature = "gpu"))]
+            Backend::Auto => Engine::Cpu(CpuBackend::new(&table, self.threads, self.isa)?),
         };
         Ok(Dispatcher {
             rows: table.rows(),
@@ -140,6 +181,138 @@ impl DispatcherBuilder {
 
 enum Engine {
     Cpu(CpuBackend),
+    #[cfg(feature = "gpu")]
+    Gpu(GpuBackend),
+    #[cfg(feature = "gpu")]
+    Auto(AutoEngine),
+}
+
+/// Batch sizes `Auto` tries when it measures the CPU/GPU crossover.
+#[cfg(feature = "gpu")]
+const CROSSOVER_CANDIDATES: [usize; 6] = [1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22];
+
+/// `Backend::Auto`: always a CPU backend, plus a real GPU used for batches
+/// of at least `crossover` queries.
+#[cfg(feature = "gpu")]
+struct AutoEngine {
+    cpu: CpuBackend,
+    gpu: Option<GpuBackend>,
+    crossover: Option<usize>,
+    /// Why batches go to the CPU (no GPU, a software adapter, the GPU never
+    /// won, the device was lost), kept so it can be reported.
+    note: Mutex<String>,
+    gpu_lost: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(feature = "gpu")]
+impl AutoEngine {
+    fn new(
+        table: &BitTable,
+        cpu: CpuBackend,
+        accept_software: bool,
+        fixed_crossover: Option<usize>,
+    ) -> AutoEngine {
+        let (gpu, crossover, note) = match GpuBackend::new(table) {
+            Err(e) => (None, None, format!("no GPU: {e}")),
+            Ok(gpu) if gpu.is_software() && !accept_software => (
+                None,
+                None,
+                format!(
+                    "adapter {} is a software (CPU-type) adapter; the CPU backend is faster",
+                    gpu.adapter().name
+                ),
+            ),
+            Ok(gpu) if fixed_crossover.is_some() => (
+                Some(gpu),
+                fixed_crossover,
+                format!(
+                    "batches of {} queries or more go to the GPU (set by the builder)",
+                    fixed_crossover.unwrap_or_default()
+                ),
+            ),
+            Ok(gpu) => match measure_crossover(table.rows(), &cpu, &gpu) {
+                Ok(Some(n)) => (
+                    Some(gpu),
+                    Some(n),
+                    format!("batches of {n} queries or more go to the GPU (measured at build)"),
+                ),
+                Ok(None) => (
+                    None,
+                    None,
+                    format!(
+                        "the GPU ({}) was slower than the CPU at every batch size up to {} queries",
+                        gpu.adapter().name,
+                        CROSSOVER_CANDIDATES[CROSSOVER_CANDIDATES.len() - 1]
+                    ),
+                ),
+                Err(e) => (None, None, format!("measuring the GPU failed: {e}")),
+            },
+        };
+        AutoEngine {
+            cpu,
+            gpu,
+            crossover,
+            note: Mutex::new(note),
+            gpu_lost: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn gpu_for(&self, queries: usize) -> Option<&GpuBackend> {
+        let crossover = self.crossover?;
+        if queries < crossover || self.gpu_lost.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.gpu.as_ref()
+    }
+
+    fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+        if let Some(gpu) = self.gpu_for(queries.len()) {
+            match gpu.popcount_into(queries, out) {
+                Err(Error::DeviceLost(reason)) => {
+                    // Reported once: later calls go straight to the CPU.
+                    if !self
+                        .gpu_lost
+                        .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        let note = format!("GPU device lost ({reason}); continuing on the CPU");
+                        eprintln!("initret: {note}");
+                        *self.note.lock().unwrap_or_else(PoisonError::into_inner) = note;
+                    }
+                }
+                other => return other,
+            }
+        }
+        self.cpu.popcount_into(queries, out)
+    }
+}
+
+/// The smallest candidate batch size at which the GPU end to end beats the
+/// CPU (best of 3 each, on random queries), or `None` if it never does.
+#[cfg(feature = "gpu")]
+fn measure_crossover(
+    rows: usize,
+    cpu: &CpuBackend,
+    gpu: &GpuBackend,
+) -> Result<Option<usize>, Error> {
+    fn best(mut f: impl FnMut() -> Result<(), Error>) -> Result<Duration, Error> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            f()?;
+            best = best.min(t.elapsed());
+        }
+        Ok(best)
+    }
+    for n in CROSSOVER_CANDIDATES {
+        let queries = crate::bench::random_queries(n, rows, n as u64);
+        let mut out = vec![0; n];
+        let cpu_time = best(|| cpu.popcount_into(&queries, &mut out))?;
+        let gpu_time = best(|| gpu.popcount_into(&queries, &mut out))?;
+        if gpu_time < cpu_time {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
 }
 
 /// Maps popcount lookups over one [`BitTable`] on a chosen backend.
@@ -154,6 +327,29 @@ enum Engine {
 ///
 /// `Dispatcher` is `Send + Sync`: share it (e.g. in an `Arc`) and call it
 /// from many threads at once.
+///
+/// # Choosing a backend
+///
+/// * [`Backend::Cpu`]: worker threads and the kernel of [`Isa::selected`].
+/// * [`Backend::Gpu`]: the wgpu backend; fails to build with
+///   [`Error::GpuUnavailable`] (with the reason) when there is no adapter
+///   or the crate was built without the `gpu` feature.
+/// * [`Backend::Auto`]: always builds the CPU backend. It adds the GPU only
+///   for a real GPU (a CPU-type adapter such as llvmpipe is skipped) and only
+///   for batches at or above a crossover it measures once, at build: for
+///   4096, 16384, ... up to 2^22 random queries it times the CPU and the GPU
+///   end to end (best of 3 each) and takes the first size where the GPU wins;
+///   if it never wins, everything stays on the CPU. [`Dispatcher::note`] says
+///   which way it went and why.
+///
+/// # Recovering from GPU faults
+///
+/// If the GPU device is lost (driver reset, unplugged, ...), calls on a
+/// [`Backend::Gpu`] dispatcher return [`Error::DeviceLost`] from then on:
+/// drop it and build a new one (or a CPU one). A [`Backend::Auto`]
+/// dispatcher instead moves every later call to its CPU backend, reports the
+/// reason once on stderr and keeps it in [`Dispatcher::note`]. A GPU wait that
+/// does not finish within the backend's timeout is [`Error::GpuTimeout`].
 ///
 /// ```
 /// use initret::{Backend, BitTable, Dispatcher, Error};
@@ -208,6 +404,8 @@ impl Dispatcher {
             backend: Backend::Auto,
             threads: 0,
             isa: None,
+            auto_accepts_software_gpu: false,
+            auto_crossover: None,
         }
     }
 
@@ -254,6 +452,75 @@ impl Dispatcher {
     pub fn cpu(&self) -> Option<&CpuBackend> {
         match &self.engine {
             Engine::Cpu(cpu) => Some(cpu),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(_) => None,
+            #[cfg(feature = "gpu")]
+            Engine::Auto(auto) => Some(&auto.cpu),
+        }
+    }
+
+    /// The GPU backend, if this dispatcher uses one; for the device-resident
+    /// API ([`GpuBackend::upload_batch`] and friends).
+    ///
+    /// ```
+    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
+    /// assert!(d.gpu().is_none());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    #[cfg(feature = "gpu")]
+    pub fn gpu(&self) -> Option<&GpuBackend> {
+        match &self.engine {
+            Engine::Cpu(_) => None,
+            Engine::Gpu(gpu) => Some(gpu),
+            Engine::Auto(auto) => auto.gpu.as_ref(),
+        }
+    }
+
+    /// Where a batch of `queries` queries would run now: [`Backend::Cpu`] or
+    /// [`Backend::Gpu`].
+    ///
+    /// ```
+    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
+    /// assert_eq!(d.route(1 << 20), initret::Backend::Cpu);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn route(&self, queries: usize) -> Backend {
+        #[cfg(not(feature = "gpu"))]
+        let _ = queries;
+        match &self.engine {
+            Engine::Cpu(_) => Backend::Cpu,
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(_) => Backend::Gpu,
+            #[cfg(feature = "gpu")]
+            Engine::Auto(auto) => {
+                if auto.gpu_for(queries).is_some() {
+                    Backend::Gpu
+                } else {
+                    Backend::Cpu
+                }
+            }
+        }
+    }
+
+    /// For [`Backend::Auto`]: why batches go where they go (no GPU, a
+    /// software adapter, the measured crossover, a lost device). `None` for
+    /// the other backends.
+    ///
+    /// ```
+    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
+    /// assert_eq!(d.note(), None);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn note(&self) -> Option<String> {
+        match &self.engine {
+            #[cfg(feature = "gpu")]
+            Engine::Auto(auto) => Some(
+                auto.note
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+            _ => None,
         }
     }
 
@@ -265,8 +532,22 @@ impl Dispatcher {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn describe(&self) -> String {
+        fn cpu_line(cpu: &CpuBackend) -> String {
+            format!("cpu ({} kernel, {} threads)", cpu.isa(), cpu.threads())
+        }
         match &self.engine {
-            Engine::Cpu(cpu) => format!("cpu ({} kernel, {} threads)", cpu.isa(), cpu.threads()),
+            Engine::Cpu(cpu) => cpu_line(cpu),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(gpu) => format!("gpu ({})", gpu.adapter().name),
+            #[cfg(feature = "gpu")]
+            Engine::Auto(auto) => match (&auto.gpu, auto.crossover) {
+                (Some(gpu), Some(n)) => format!(
+                    "auto: {} below {n} queries, gpu ({}) from {n}",
+                    cpu_line(&auto.cpu),
+                    gpu.adapter().name
+                ),
+                _ => format!("auto: {}", cpu_line(&auto.cpu)),
+            },
         }
     }
 
@@ -305,6 +586,10 @@ impl Dispatcher {
         }
         match &self.engine {
             Engine::Cpu(cpu) => cpu.popcount_into(queries, out),
+            #[cfg(feature = "gpu")]
+            Engine::Gpu(gpu) => gpu.popcount_into(queries, out),
+            #[cfg(feature = "gpu")]
+            Engine::Auto(auto) => auto.popcount_into(queries, out),
         }
     }
 }

@@ -334,12 +334,51 @@ fn seed_gpu_rows(
 
 #[cfg(feature = "gpu")]
 fn seed_gpu_rows(
-    _cache: &BitTable,
-    _items: &[u32],
-    _rows: &mut Vec<SeedRow>,
+    cache: &BitTable,
+    items: &[u32],
+    rows: &mut Vec<SeedRow>,
     notes: &mut Vec<String>,
 ) -> Result<(), Error> {
-    notes.push("gpu: pending".into());
+    let (setup, dispatcher) = match timed(|| Dispatcher::new(cache.clone(), Backend::Gpu)) {
+        Ok(built) => built,
+        Err(e) => {
+            notes.push(format!("gpu: no rows: {e}"));
+            return Ok(());
+        }
+    };
+    let Some(gpu) = dispatcher.gpu() else {
+        notes.push("gpu: no rows: the dispatcher has no GPU backend".into());
+        return Ok(());
+    };
+    let adapter = &gpu.adapter().name;
+    let (time, counts) = best_of(|| dispatcher.popcount(items))?;
+    rows.push(SeedRow {
+        strategy: "initret gpu end-to-end".into(),
+        workers: "gpu".into(),
+        init_calls: "1".into(),
+        setup,
+        time,
+        counts,
+    });
+    let batch = gpu.upload_batch(items)?;
+    let mut resident = gpu.popcount_resident(&batch)?;
+    let (time, ()) = best_of(|| gpu.popcount_resident_into(&batch, &mut resident))?;
+    rows.push(SeedRow {
+        strategy: "initret gpu resident".into(),
+        workers: "gpu".into(),
+        init_calls: "1".into(),
+        setup,
+        time,
+        counts: gpu.read_back(&resident)?,
+    });
+    notes.push(format!(
+        "gpu rows ran on {adapter}{}",
+        if gpu.is_software() {
+            " (a software adapter on the CPU cores: correctness, not speed)"
+        } else {
+            ""
+        }
+    ));
     Ok(())
 }
 
@@ -363,6 +402,7 @@ fn bench_command(options: &Options) -> Result<ExitCode, Error> {
         ));
     }
     let total = queries.len() * words.len();
+    let mut gpu = GpuBench::default();
     let mut all_rows = Vec::new();
     for (k, (&w, &n)) in words
         .iter()
@@ -373,7 +413,8 @@ fn bench_command(options: &Options) -> Result<ExitCode, Error> {
             "\r[{:>2}/{total}] queries={n} words_per_row={w}            ",
             k + 1
         );
-        let rows = bench::measure_cpu_point(&config, n, w)?;
+        let mut rows = bench::measure_cpu_point(&config, n, w)?;
+        gpu_bench_rows(&mut gpu, &config, n, w, &mut rows)?;
         if options.json {
             for row in &rows {
                 println!("{}", row.to_json());
@@ -396,4 +437,62 @@ fn bench_command(options: &Options) -> Result<ExitCode, Error> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The GPU backend for the sweep, rebuilt whenever the table changes, or the
+/// reason there is none (reported once).
+#[derive(Default)]
+struct GpuBench {
+    #[cfg(feature = "gpu")]
+    built: Option<(usize, initret::gpu::GpuBackend)>,
+    reported: bool,
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_bench_rows(
+    gpu: &mut GpuBench,
+    _config: &PointConfig,
+    _queries: usize,
+    _words: usize,
+    _rows: &mut Vec<bench::BenchRow>,
+) -> Result<(), Error> {
+    if !gpu.reported {
+        eprintln!("\nno GPU rows: this build has no `gpu` feature");
+        gpu.reported = true;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "gpu")]
+fn gpu_bench_rows(
+    gpu: &mut GpuBench,
+    config: &PointConfig,
+    queries: usize,
+    words: usize,
+    rows: &mut Vec<bench::BenchRow>,
+) -> Result<(), Error> {
+    if gpu.built.as_ref().is_none_or(|(w, _)| *w != words) {
+        gpu.built = None;
+        let table = bench::point_table(config, words)?;
+        match initret::gpu::GpuBackend::new(&table) {
+            Ok(backend) => gpu.built = Some((words, backend)),
+            Err(e) => {
+                if !gpu.reported {
+                    eprintln!("\nno GPU rows: {e}");
+                    gpu.reported = true;
+                }
+                return Ok(());
+            }
+        }
+    }
+    if let Some((_, backend)) = &gpu.built {
+        rows.extend(bench::measure_gpu_point(
+            config,
+            backend,
+            queries,
+            words,
+            &rows[..2],
+        )?);
+    }
+    Ok(())
 }

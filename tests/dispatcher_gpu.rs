@@ -1,0 +1,210 @@
+//! `Dispatcher` with `Backend::Gpu` and `Backend::Auto`. Tests that need an
+//! adapter skip with the reason when there is none, unless
+//! `INITRET_REQUIRE_GPU=1`, which turns a missing adapter into a failure.
+#![cfg(feature = "gpu")]
+
+use std::sync::Arc;
+
+use initret::bench::{SplitMix64, random_queries, random_table};
+use initret::{Backend, BitTable, Dispatcher, Error, SEED_CHECKSUM, SEED_ROWS};
+
+fn gpu_required() -> bool {
+    std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1")
+}
+
+/// A GPU dispatcher, or `None` (after printing why) when there is no adapter
+/// and the GPU is not required.
+fn gpu_dispatcher(table: &BitTable) -> Option<Dispatcher> {
+    match Dispatcher::new(table.clone(), Backend::Gpu) {
+        Ok(d) => Some(d),
+        Err(e) if gpu_required() => panic!("INITRET_REQUIRE_GPU=1 but no GPU backend: {e}"),
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn seed_workload_on_the_gpu() {
+    let Some(d) = gpu_dispatcher(&BitTable::seed(SEED_ROWS)) else {
+        return;
+    };
+    let queries: Vec<u32> = (0..SEED_ROWS).collect();
+    let counts = d.popcount(&queries).unwrap();
+    assert_eq!(
+        counts.iter().map(|&c| u64::from(c)).sum::<u64>(),
+        SEED_CHECKSUM
+    );
+    assert_eq!(d.route(queries.len()), Backend::Gpu);
+    assert!(d.describe().starts_with("gpu ("), "{}", d.describe());
+}
+
+#[test]
+fn gpu_matches_the_reference_for_every_width_and_tail() {
+    for (k, w) in [1usize, 2, 3, 4, 8, 16].into_iter().enumerate() {
+        let table = random_table(1000, w, k as u64).unwrap();
+        let Some(d) = gpu_dispatcher(&table) else {
+            return;
+        };
+        for n in (0..=70).chain([1000, 100_000]) {
+            let queries = random_queries(n, 1000, n as u64);
+            assert_eq!(
+                d.popcount(&queries).unwrap(),
+                table.reference_popcount(&queries).unwrap(),
+                "w={w} n={n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_reports_the_first_bad_position() {
+    let table = random_table(500, 3, 1).unwrap();
+    let Some(d) = gpu_dispatcher(&table) else {
+        return;
+    };
+    let mut rng = SplitMix64::new(3);
+    for n in [1usize, 9, 70, 1000, 300_000] {
+        let mut queries = random_queries(n, 500, rng.next_u64());
+        let at = rng.below(n as u64) as usize;
+        queries[at] = 500;
+        let end = n.min(at + 5);
+        queries[at + 1..end].fill(u32::MAX);
+        let err = d.popcount(&queries).unwrap_err();
+        assert!(
+            matches!(err, Error::IndexOutOfRange { position, index: 500, rows: 500 } if position == at),
+            "n={n}: {err:?}"
+        );
+    }
+    assert!(matches!(
+        d.popcount_into(&[1, 2], &mut [0; 3]),
+        Err(Error::OutputLength {
+            queries: 2,
+            output: 3
+        })
+    ));
+}
+
+#[test]
+fn sixteen_threads_share_one_gpu_dispatcher() {
+    let table = Arc::new(random_table(4096, 2, 5).unwrap());
+    let Some(d) = gpu_dispatcher(&table) else {
+        return;
+    };
+    let d = Arc::new(d);
+    let handles: Vec<_> = (0..16u64)
+        .map(|t| {
+            let (d, table) = (Arc::clone(&d), Arc::clone(&table));
+            std::thread::spawn(move || {
+                let mut rng = SplitMix64::new(t);
+                for call in 0..200 {
+                    let n = match call % 4 {
+                        0 => rng.below(100) as usize,
+                        1 => rng.below(5000) as usize,
+                        2 => 20_000 + rng.below(20_000) as usize,
+                        _ => 1,
+                    };
+                    let queries = random_queries(n, table.rows(), rng.next_u64());
+                    assert_eq!(
+                        d.popcount(&queries).unwrap(),
+                        table.reference_popcount(&queries).unwrap()
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn lost_device_is_an_error_on_gpu_and_a_cpu_fallback_on_auto() {
+    let table = random_table(1000, 1, 9).unwrap();
+    let Some(d) = gpu_dispatcher(&table) else {
+        return;
+    };
+    let queries = random_queries(5000, 1000, 1);
+    d.popcount(&queries).unwrap();
+    d.gpu().unwrap().destroy_device_for_test();
+    for _ in 0..3 {
+        assert!(matches!(d.popcount(&queries), Err(Error::DeviceLost(_))));
+    }
+
+    let auto = Dispatcher::builder(table.clone())
+        .backend(Backend::Auto)
+        .auto_accepts_software_gpu(true)
+        .auto_crossover(1000)
+        .build()
+        .unwrap();
+    assert_eq!(auto.route(999), Backend::Cpu);
+    assert_eq!(auto.route(1000), Backend::Gpu);
+    assert_eq!(
+        auto.popcount(&queries).unwrap(),
+        table.reference_popcount(&queries).unwrap()
+    );
+    auto.gpu().unwrap().destroy_device_for_test();
+    for _ in 0..3 {
+        assert_eq!(
+            auto.popcount(&queries).unwrap(),
+            table.reference_popcount(&queries).unwrap()
+        );
+    }
+    assert_eq!(auto.route(1 << 20), Backend::Cpu);
+    assert!(auto.note().unwrap().contains("lost"), "{:?}", auto.note());
+}
+
+#[test]
+fn auto_skips_a_software_adapter_and_says_why() {
+    let table = random_table(1000, 1, 2).unwrap();
+    let Some(gpu) = gpu_dispatcher(&table) else {
+        return;
+    };
+    let software = gpu.gpu().unwrap().is_software();
+    let auto = Dispatcher::new(table.clone(), Backend::Auto).unwrap();
+    let note = auto.note().unwrap();
+    if software {
+        assert_eq!(auto.route(1 << 24), Backend::Cpu);
+        assert!(note.contains("software"), "{note}");
+    }
+    let queries = random_queries(200_000, 1000, 3);
+    assert_eq!(
+        auto.popcount(&queries).unwrap(),
+        table.reference_popcount(&queries).unwrap()
+    );
+}
+
+#[test]
+fn auto_measured_crossover_routes_consistently() {
+    let table = random_table(1 << 16, 1, 4).unwrap();
+    if gpu_dispatcher(&table).is_none() {
+        return;
+    }
+    let auto = Dispatcher::builder(table.clone())
+        .backend(Backend::Auto)
+        .auto_accepts_software_gpu(true)
+        .build()
+        .unwrap();
+    let note = auto.note().unwrap();
+    eprintln!("auto on this machine: {} ({note})", auto.describe());
+    // Whatever was measured, routing is monotone in batch size and results are right.
+    let sizes = [1usize, 1 << 12, 1 << 16, 1 << 20, 1 << 22];
+    let routes: Vec<Backend> = sizes.iter().map(|&n| auto.route(n)).collect();
+    if let Some(first_gpu) = routes.iter().position(|&r| r == Backend::Gpu) {
+        assert!(
+            routes[first_gpu..].iter().all(|&r| r == Backend::Gpu),
+            "{routes:?}"
+        );
+        assert!(note.contains("go to the GPU"), "{note}");
+    } else {
+        assert!(note.contains("slower than the CPU"), "{note}");
+    }
+    for n in [100, 1 << 16, (1 << 20) + 3] {
+        let queries = random_queries(n, table.rows(), n as u64);
+        assert_eq!(
+            auto.popcount(&queries).unwrap(),
+            table.reference_popcount(&queries).unwrap()
+        );
+    }
+}
