@@ -84,10 +84,7 @@ pub(crate) unsafe fn lookup<V: GatherVector>(
     };
     debug_assert!(out.len() >= queries.len() && last_row < 1 << 31);
     let n = queries.len();
-    // SAFETY (all blocks below): the caller guarantees the ISA; `i + LANES <= n`
-    // bounds the loads from `queries` and, as `out.len() >= n`, the stores to
-    // `out`; `all_at_most(max)` proved every index `<= last_row < 2^31`
-    // before it reaches `gather`.
+    // SAFETY: the caller guarantees the CPU supports V's ISA.
     let max = unsafe { V::splat(last_row as u32) };
     let streaming = n >= STREAM_MIN_WORDS;
     // Streaming stores need aligned addresses: the scalar routine takes the
@@ -101,14 +98,22 @@ pub(crate) unsafe fn lookup<V: GatherVector>(
     };
     let mut result = Ok(());
     while i + V::LANES <= n {
+        // SAFETY: ISA as above; `i + LANES <= n = queries.len()`, so the
+        // LANES words read from `queries + i` are in bounds.
         let indices = unsafe { V::load(queries.as_ptr().add(i)) };
+        // SAFETY: ISA as above.
         if !unsafe { indices.all_at_most(max) } {
             let end = i + V::LANES;
             result = all::lookup(counts, &queries[i..end], &mut out[i..end]).map_err(|p| i + p);
             break;
         }
+        // SAFETY: ISA as above; `all_at_most(max)` just proved every lane
+        // `<= last_row`, an index of `counts`, and `last_row < 2^31` (caller).
         let found = unsafe { V::gather(counts.as_ptr(), indices) };
-        // `i - head` is a multiple of LANES, so `out + i` stays aligned.
+        // SAFETY: ISA as above; `i + LANES <= n <= out.len()` (caller), so
+        // the LANES words written at `out + i` are in bounds. When streaming,
+        // `out + head` is aligned to `4 × LANES` bytes and `i - head` is a
+        // multiple of LANES, so `out + i` is aligned too.
         unsafe {
             if streaming {
                 found.stream(out.as_mut_ptr().add(i));
@@ -119,6 +124,7 @@ pub(crate) unsafe fn lookup<V: GatherVector>(
         i += V::LANES;
     }
     if streaming {
+        // SAFETY: ISA as above.
         unsafe { V::fence() };
     }
     result?;
