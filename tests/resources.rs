@@ -44,10 +44,12 @@ fn ten_thousand_mixed_calls_keep_memory_flat() {
         return;
     };
     let table = random_table(1 << 16, 2, 1).expect("table");
+    #[allow(unused_mut)] // the GPU backend is only added with the `gpu` feature
     let mut backends = vec![(
         "cpu",
         Dispatcher::new(table.clone(), Backend::Cpu).expect("cpu"),
     )];
+    #[cfg(feature = "gpu")]
     match Dispatcher::new(table.clone(), Backend::Gpu) {
         Ok(gpu) => backends.push(("gpu", gpu)),
         Err(e) if std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1") => {
