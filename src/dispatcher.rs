@@ -91,7 +91,8 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Number of CPU worker threads; 0 (the default) means one per CPU.
+    /// Number of CPU worker threads; 0 (the default) means rayon's default:
+    /// `RAYON_NUM_THREADS` if set, else one per CPU.
     ///
     /// ```
     /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).threads(2);

@@ -40,7 +40,8 @@ impl PoolBuilder {
         PoolBuilder::default()
     }
 
-    /// Number of worker threads. `0` (the default) means one per available CPU.
+    /// Number of worker threads. `0` (the default) means rayon's default:
+    /// `RAYON_NUM_THREADS` if set, else one per available CPU.
     ///
     /// ```
     /// let builder = initret::Pool::builder().threads(4);

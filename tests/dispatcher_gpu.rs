@@ -208,3 +208,27 @@ fn auto_measured_crossover_routes_consistently() {
         );
     }
 }
+
+#[test]
+fn a_huge_timeout_is_clamped_not_a_panic() {
+    let table = random_table(100, 1, 6).unwrap();
+    let Some(d) = gpu_dispatcher(&table) else {
+        return;
+    };
+    let gpu = d.gpu().unwrap();
+    gpu.set_timeout(std::time::Duration::MAX);
+    assert_eq!(gpu.timeout(), initret::gpu::MAX_TIMEOUT);
+    let queries = random_queries(1000, 100, 2);
+    assert_eq!(
+        d.popcount(&queries).unwrap(),
+        table.reference_popcount(&queries).unwrap()
+    );
+    assert!(matches!(
+        gpu.measure_transfer(u64::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        gpu.measure_device_copy(u64::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+}

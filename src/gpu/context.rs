@@ -336,6 +336,9 @@ impl Context {
             .or_else(|| self.uncaptured.lock().ok().and_then(|mut note| note.take()));
         match (result, captured) {
             (Err(error @ Error::IndexOutOfRange { .. }), _) => Err(error),
+            // A failed submit surfaces later as a vague wait error; the
+            // scope holds the real validation message.
+            (Err(Error::Gpu(_)), Some(message)) => Err(self.lost_or(Error::Gpu(message))),
             (Err(error), _) => Err(self.lost_or(error)),
             (Ok(_), Some(message)) => Err(self.lost_or(Error::Gpu(message))),
             (Ok(value), None) => Ok(value),
@@ -427,7 +430,10 @@ impl Context {
     }
 
     fn deadline(&self) -> Instant {
-        Instant::now() + self.timeout
+        let now = Instant::now();
+        // `set_timeout` clamps to a day, so the sum only overflows on a clock
+        // near the end of its range; a timeout error beats a panic there.
+        now.checked_add(self.timeout).unwrap_or(now)
     }
 
     /// Blocks until the `map_async` issued after `submission` has completed.
@@ -918,7 +924,12 @@ impl Context {
         );
         let submission = self.queue.submit([encoder.finish()]);
         Self::start_map(&result.lookup, 4);
-        self.wait_mapped(&result.lookup.mapped, &submission, "bad index read-back")?;
+        if let Err(e) = self.wait_mapped(&result.lookup.mapped, &submission, "bad index read-back")
+        {
+            // A pending map would make the next copy into this buffer fail.
+            result.lookup.staging.unmap();
+            return Err(e);
+        }
         let read = result
             .lookup
             .staging

@@ -46,12 +46,29 @@ pub use adapter::{ADAPTER_ENV, AdapterSummary, adapters};
 use crate::{BitTable, Error};
 use context::{Context, QuerySegment, ResultSegment};
 
+/// The longest wait [`GpuBackend::set_timeout`] accepts (one day): a
+/// bound that still fits any deadline arithmetic.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The most bytes the bench references will measure (1 TiB): far past any
+/// device, and small enough that sizes round up without overflow.
+const MAX_MEASURE_BYTES: u64 = 1 << 40;
+
 /// Repetitions (after one warm-up) of the bench reference measurements.
 const MEASURE_REPS: usize = 3;
 
 /// Identities for backends, batches and counts, so that device-resident
 /// values are never used with a backend (device) they do not belong to.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn check_measure_bytes(bytes: u64) -> Result<(), Error> {
+    if bytes > MAX_MEASURE_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "{bytes} bytes is more than the {MAX_MEASURE_BYTES} a reference measurement may move"
+        )));
+    }
+    Ok(())
+}
 
 fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
@@ -234,7 +251,9 @@ impl GpuBackend {
     /// [`Error::GpuUnavailable`] when there is no adapter (the message says
     /// how to get the software one), when `INITRET_ADAPTER` matches none, when
     /// the table exceeds the adapter's storage-binding or buffer limit, or
-    /// when the device or pipeline cannot be created.
+    /// when the device or pipeline cannot be created. The warm-up dispatch
+    /// at the end can also fail like any call: [`Error::Gpu`],
+    /// [`Error::GpuTimeout`] or [`Error::DeviceLost`].
     ///
     /// ```
     /// use initret::{BitTable, Error, gpu::GpuBackend};
@@ -295,7 +314,9 @@ impl GpuBackend {
         self.lock().timeout
     }
 
-    /// Sets the limit [`GpuBackend::timeout`] reports.
+    /// Sets the limit [`GpuBackend::timeout`] reports; values above
+    /// [`MAX_TIMEOUT`] are clamped to it. Waits for a call in progress, as
+    /// it shares that call's lock.
     ///
     /// ```
     /// # let Ok(gpu) = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4)) else { return };
@@ -303,7 +324,7 @@ impl GpuBackend {
     /// assert_eq!(gpu.timeout().as_secs(), 5);
     /// ```
     pub fn set_timeout(&self, timeout: Duration) {
-        self.lock().timeout = timeout;
+        self.lock().timeout = timeout.min(MAX_TIMEOUT);
     }
 
     /// Writes the popcount of row `queries[i]` into `out[i]` for every `i`.
@@ -510,6 +531,7 @@ impl GpuBackend {
     /// # }
     /// ```
     pub fn measure_device_copy(&self, bytes: u64) -> Result<Duration, Error> {
+        check_measure_bytes(bytes)?;
         self.with_context(|ctx| ctx.measure_device_copy(bytes, MEASURE_REPS))
     }
 
@@ -527,6 +549,7 @@ impl GpuBackend {
     /// # }
     /// ```
     pub fn measure_transfer(&self, bytes: u64) -> Result<Duration, Error> {
+        check_measure_bytes(bytes)?;
         self.with_context(|ctx| ctx.measure_transfer(bytes, MEASURE_REPS))
     }
 
