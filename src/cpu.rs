@@ -2,7 +2,7 @@
 //! copy of the per-row popcount table, and a SIMD [`LookupKernel`] chosen
 //! once at build time.
 
-use crate::arch::{Isa, LookupKernel};
+use crate::arch::{CountTable, Isa, LookupKernel};
 use crate::{BitTable, Error, Pool};
 
 /// Batches up to this many queries run on the calling thread against worker
@@ -16,8 +16,9 @@ const MIN_CHUNK: usize = 1 << 15;
 /// Popcount lookups on CPU threads with run-time-selected SIMD kernels.
 ///
 /// Built once per table: each worker's initializer derives the table's
-/// per-row popcounts ([`BitTable::row_counts`]) on its own thread, so every
-/// lookup afterwards is a single load (a gather, eight or sixteen at a time).
+/// per-row popcounts ([`CountTable`], as `u8` where they fit) on its own
+/// thread, so every lookup afterwards is a single load (a gather, eight or
+/// sixteen at a time).
 ///
 /// ```
 /// use initret::{BitTable, cpu::CpuBackend};
@@ -31,7 +32,7 @@ const MIN_CHUNK: usize = 1 << 15;
 /// ```
 #[derive(Debug)]
 pub struct CpuBackend {
-    pool: Pool<Vec<u32>>,
+    pool: Pool<CountTable>,
     kernel: LookupKernel,
     rows: usize,
 }
@@ -64,7 +65,7 @@ impl CpuBackend {
         let pool = Pool::builder()
             .threads(threads)
             .thread_name("initret-cpu")
-            .build_with(|_worker| Ok::<_, Error>(table.row_counts()))?;
+            .build_with(|_worker| Ok::<_, Error>(CountTable::new(table)))?;
         Ok(CpuBackend {
             pool,
             kernel,

@@ -1,6 +1,6 @@
 //! Every lookup kernel against the scalar reference (`BitTable::reference_popcount`).
 
-use initret::arch::{Isa, LookupKernel};
+use initret::arch::{CountTable, Isa, LookupKernel};
 use initret::bench::{SplitMix64, random_queries, random_table};
 use initret::{BitTable, Error};
 
@@ -18,7 +18,7 @@ fn kernels() -> Vec<LookupKernel> {
         .collect()
 }
 
-fn check(kernel: &LookupKernel, table: &BitTable, counts: &[u32], queries: &[u32]) {
+fn check(kernel: &LookupKernel, table: &BitTable, counts: &CountTable, queries: &[u32]) {
     let expected = table.reference_popcount(queries).unwrap();
     let mut out = vec![u32::MAX; queries.len()];
     kernel.lookup(counts, queries, &mut out).unwrap();
@@ -35,7 +35,7 @@ fn every_kernel_matches_the_reference_for_every_tail() {
     for kernel in kernels() {
         for (k, &w) in WIDTHS.iter().enumerate() {
             let table = random_table(257, w, k as u64).unwrap();
-            let counts = table.row_counts();
+            let counts = CountTable::new(&table);
             for n in 0..=70 {
                 let queries = random_queries(n, table.rows(), (n * 31 + k) as u64);
                 check(&kernel, &table, &counts, &queries);
@@ -49,7 +49,7 @@ fn every_kernel_matches_on_large_batches_and_unaligned_outputs() {
     // Past the streaming-store threshold, with the output starting at every
     // offset inside a vector so the aligned head is exercised.
     let table = random_table(1 << 16, 1, 9).unwrap();
-    let counts = table.row_counts();
+    let counts = CountTable::new(&table);
     let n = (1 << 18) + 37;
     let queries = random_queries(n, table.rows(), 10);
     let expected = table.reference_popcount(&queries).unwrap();
@@ -66,7 +66,7 @@ fn every_kernel_matches_on_large_batches_and_unaligned_outputs() {
 #[test]
 fn every_kernel_reports_the_first_bad_position() {
     let table = random_table(100, 2, 3).unwrap();
-    let counts = table.row_counts();
+    let counts = CountTable::new(&table);
     let mut rng = SplitMix64::new(4);
     for kernel in kernels() {
         for n in 1..=70 {
@@ -106,7 +106,7 @@ fn every_kernel_reports_the_first_bad_position() {
 #[test]
 fn last_row_is_valid_and_one_past_is_not() {
     let table = BitTable::from_rows(1, vec![u32::MAX; 33]).unwrap();
-    let counts = table.row_counts();
+    let counts = CountTable::new(&table);
     for kernel in kernels() {
         let queries = vec![32u32; 40];
         let mut out = vec![0; 40];
@@ -120,7 +120,9 @@ fn last_row_is_valid_and_one_past_is_not() {
 #[test]
 fn output_of_the_wrong_length_is_an_error() {
     for kernel in kernels() {
-        let err = kernel.lookup(&[1, 2], &[0, 1, 0], &mut [0; 2]).unwrap_err();
+        let err = kernel
+            .lookup(&CountTable::from_counts(&[1, 2]), &[0, 1, 0], &mut [0; 2])
+            .unwrap_err();
         assert!(matches!(
             err,
             Error::OutputLength {
@@ -140,4 +142,42 @@ fn unavailable_or_unknown_isas_are_errors() {
         "sse9".parse::<Isa>(),
         Err(Error::IsaUnavailable { .. })
     ));
+}
+
+#[test]
+fn every_count_width_reads_exactly_its_own_count() {
+    // Random counts over the width's whole range, so reading a byte too
+    // many or too few, or at the wrong offset, shows up as a wrong count.
+    let mut rng = SplitMix64::new(11);
+    for (max, width) in [(255u64, 1usize), (65_535, 2), (u64::from(u32::MAX), 4)] {
+        for rows in [1usize, 2, 3, 5, 17, 1000] {
+            let values: Vec<u32> = (0..rows).map(|_| rng.below(max + 1) as u32).collect();
+            let mut with_max = values.clone();
+            with_max[rows - 1] = max as u32;
+            let counts = CountTable::from_counts(&with_max);
+            assert_eq!(counts.bytes_per_count(), width);
+            for kernel in kernels() {
+                for n in [1usize, 7, 8, 9, 16, 17, 70, 1000] {
+                    // Include the last row, whose 4-byte read ends in the padding.
+                    let mut queries = random_queries(n, rows, rng.next_u64());
+                    queries[n - 1] = (rows - 1) as u32;
+                    let mut out = vec![0; n];
+                    kernel.lookup(&counts, &queries, &mut out).unwrap();
+                    let expected: Vec<u32> =
+                        queries.iter().map(|&q| with_max[q as usize]).collect();
+                    assert_eq!(out, expected, "{kernel:?} width={width} rows={rows} n={n}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn wide_rows_use_wider_counts() {
+    let narrow = CountTable::new(&BitTable::from_rows(7, vec![u32::MAX; 7]).unwrap());
+    assert_eq!((narrow.bytes_per_count(), narrow.get(0)), (1, Some(224)));
+    let medium = CountTable::new(&BitTable::from_rows(8, vec![u32::MAX; 8]).unwrap());
+    assert_eq!((medium.bytes_per_count(), medium.get(0)), (2, Some(256)));
+    let wide = CountTable::new(&BitTable::from_rows(2048, vec![u32::MAX; 2048]).unwrap());
+    assert_eq!((wide.bytes_per_count(), wide.get(0)), (4, Some(65_536)));
 }

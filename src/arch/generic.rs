@@ -5,7 +5,7 @@
 //! a bad index, and the final partial block, go through the scalar routine,
 //! which finds the exact position.
 
-use super::all;
+use super::{CountWord, all};
 
 /// The handful of vector operations the algorithm needs.
 ///
@@ -33,12 +33,25 @@ pub(crate) trait GatherVector: Copy {
     /// The ISA is supported.
     unsafe fn all_at_most(self, max: Self) -> bool;
 
-    /// `base[lane]` for every lane.
+    /// Every lane shifted left by `bits` (`bits < 32`).
     ///
     /// # Safety
-    /// The ISA is supported, and every lane is a valid index into `base` and
-    /// below 2^31 (the gathers take signed 32-bit offsets).
-    unsafe fn gather(base: *const u32, indices: Self) -> Self;
+    /// The ISA is supported.
+    unsafe fn shift_left(self, bits: u32) -> Self;
+
+    /// Lane-wise `self & mask`.
+    ///
+    /// # Safety
+    /// The ISA is supported.
+    unsafe fn and(self, mask: Self) -> Self;
+
+    /// The unaligned 32-bit word at `base + offset` (in bytes) for every lane.
+    ///
+    /// # Safety
+    /// The ISA is supported, and for every lane the 4 bytes at
+    /// `base + offset` are readable and `offset < 2^31` (the gathers take
+    /// signed 32-bit offsets).
+    unsafe fn gather(base: *const u8, byte_offsets: Self) -> Self;
 
     /// Unaligned store of `LANES` words.
     ///
@@ -68,24 +81,30 @@ pub(crate) trait GatherVector: Copy {
 /// normally, since the caller is likely to read them while they are cached.
 pub(crate) const STREAM_MIN_WORDS: usize = 1 << 18;
 
-/// `out[i] = counts[queries[i]]`, or the first bad position.
+/// `out[i] = counts[queries[i]]` (the first `rows` entries of `padded`),
+/// or the first bad position.
 ///
 /// # Safety
-/// The CPU supports `V`'s ISA, `counts.len() <= 2^31`, and
-/// `out.len() >= queries.len()`.
+/// The CPU supports `V`'s ISA; `padded` holds `rows` counts and then enough
+/// padding that 4 bytes can be read from the start of any of them (as
+/// [`CountTable`](super::CountTable) stores them); `rows × C::BYTES <= 2^31`;
+/// and `out.len() >= queries.len()`.
 #[inline(always)]
-pub(crate) unsafe fn lookup<V: GatherVector>(
-    counts: &[u32],
+pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord>(
+    padded: &[C],
+    rows: usize,
     queries: &[u32],
     out: &mut [u32],
 ) -> Result<(), usize> {
-    let Some(last_row) = counts.len().checked_sub(1) else {
+    let counts = &padded[..rows.min(padded.len())];
+    let Some(last_row) = rows.checked_sub(1) else {
         return all::lookup(counts, queries, out);
     };
-    debug_assert!(out.len() >= queries.len() && last_row < 1 << 31);
+    debug_assert!(out.len() >= queries.len() && rows * C::BYTES <= 1 << 31);
+    debug_assert!(padded.len() * C::BYTES >= (rows - 1) * C::BYTES + 4);
     let n = queries.len();
     // SAFETY: the caller guarantees the CPU supports V's ISA.
-    let max = unsafe { V::splat(last_row as u32) };
+    let (max, mask) = unsafe { (V::splat(last_row as u32), V::splat(C::MASK)) };
     let streaming = n >= STREAM_MIN_WORDS;
     // Streaming stores need aligned addresses: the scalar routine takes the
     // few queries before the first aligned output word.
@@ -108,8 +127,17 @@ pub(crate) unsafe fn lookup<V: GatherVector>(
             break;
         }
         // SAFETY: ISA as above; `all_at_most(max)` just proved every lane
-        // `<= last_row`, an index of `counts`, and `last_row < 2^31` (caller).
-        let found = unsafe { V::gather(counts.as_ptr(), indices) };
+        // `<= last_row`, so its byte offset `lane × C::BYTES` is the start of
+        // a count, below `rows × C::BYTES <= 2^31`, with 4 readable bytes
+        // there thanks to the padding (caller).
+        let found = unsafe {
+            let words = V::gather(padded.as_ptr().cast(), indices.shift_left(C::SHIFT));
+            if C::MASK == u32::MAX {
+                words
+            } else {
+                words.and(mask)
+            }
+        };
         // SAFETY: ISA as above; `i + LANES <= n <= out.len()` (caller), so
         // the LANES words written at `out + i` are in bounds. When streaming,
         // `out + head` is aligned to `4 × LANES` bytes and `i - head` is a

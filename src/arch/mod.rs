@@ -7,26 +7,29 @@
 //! wrappers that plug intrinsics into it.
 //!
 //! Every kernel computes `out[i] = counts[queries[i]]`, where `counts` is the
-//! per-row popcount table an initializer derives once from a
-//! [`BitTable`](crate::BitTable) ([`BitTable::row_counts`](crate::BitTable::row_counts)).
-//! A query `>= counts.len()` stops the kernel, which reports the first such
-//! position.
+//! [`CountTable`] an initializer derives once from a
+//! [`BitTable`](crate::BitTable). A query `>= rows` stops the kernel, which
+//! reports the first such position.
 //!
 //! ```
-//! use initret::arch::{Isa, LookupKernel};
+//! use initret::arch::{CountTable, Isa, LookupKernel};
 //!
 //! let kernel = LookupKernel::new(Isa::detected())?;
-//! let counts = [0, 1, 1, 2];
+//! let counts = CountTable::from_counts(&[0, 1, 1, 2]);
 //! let mut out = [0; 3];
 //! kernel.lookup(&counts, &[3, 0, 2], &mut out)?;
 //! assert_eq!(out, [2, 0, 1]);
 //! # Ok::<(), initret::Error>(())
 //! ```
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod aarch64;
 pub mod all;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod counts;
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_endian = "little")
+))]
 mod generic;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
@@ -35,6 +38,8 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use crate::Error;
+use counts::CountWords;
+pub use counts::{CountTable, CountWord};
 
 /// Environment variable that forces one kernel: `scalar`, `avx2`, `avx512`
 /// or `neon`. Read once per process.
@@ -96,7 +101,8 @@ impl Isa {
             Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            #[cfg(target_arch = "aarch64")]
+            // The vector kernels read counts as little-endian words.
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
             _ => false,
@@ -228,26 +234,29 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
     }
 }
 
-/// The raw per-ISA routine. `unsafe` because it may use instructions the CPU
-/// lacks; [`LookupKernel`] only holds one whose ISA was checked.
-type RawLookup = unsafe fn(&[u32], &[u32], &mut [u32]) -> Result<(), usize>;
+/// The raw per-ISA routine over counts of type `C`: `(padded counts, rows,
+/// queries, out)`. `unsafe` because it may use instructions the CPU lacks;
+/// [`LookupKernel`] only holds one whose ISA was checked.
+type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32]) -> Result<(), usize>;
 
 /// A lookup routine for one [`Isa`], chosen once (at dispatcher build) and
-/// then called directly through a function pointer.
+/// then called directly through function pointers, one per count width.
 ///
 /// ```
-/// use initret::arch::{Isa, LookupKernel};
+/// use initret::arch::{CountTable, Isa, LookupKernel};
 ///
 /// let kernel = LookupKernel::new(Isa::Scalar)?;
 /// let mut out = [0; 2];
 /// // Position 1 holds an index past the 2-row count table.
-/// assert!(kernel.lookup(&[5, 6], &[1, 2], &mut out).is_err());
+/// assert!(kernel.lookup(&CountTable::from_counts(&[5, 6]), &[1, 2], &mut out).is_err());
 /// # Ok::<(), initret::Error>(())
 /// ```
 #[derive(Clone, Copy)]
 pub struct LookupKernel {
     isa: Isa,
-    raw: RawLookup,
+    u8: RawLookup<u8>,
+    u16: RawLookup<u16>,
+    u32: RawLookup<u32>,
 }
 
 impl fmt::Debug for LookupKernel {
@@ -269,16 +278,39 @@ impl LookupKernel {
     /// ```
     pub fn new(isa: Isa) -> Result<LookupKernel, Error> {
         isa.check_available()?;
-        let raw: RawLookup = match isa {
+        Ok(match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86_64::avx2::lookup,
+            Isa::Avx2 => LookupKernel {
+                isa,
+                u8: x86_64::avx2::lookup::<u8>,
+                u16: x86_64::avx2::lookup::<u16>,
+                u32: x86_64::avx2::lookup::<u32>,
+            },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86_64::avx512::lookup,
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => aarch64::neon::lookup,
-            _ => all::lookup_raw,
-        };
-        Ok(LookupKernel { isa, raw })
+            Isa::Avx512 => LookupKernel {
+                isa,
+                u8: x86_64::avx512::lookup::<u8>,
+                u16: x86_64::avx512::lookup::<u16>,
+                u32: x86_64::avx512::lookup::<u32>,
+            },
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+            Isa::Neon => LookupKernel {
+                isa,
+                u8: aarch64::neon::lookup::<u8>,
+                u16: aarch64::neon::lookup::<u16>,
+                u32: aarch64::neon::lookup::<u32>,
+            },
+            _ => LookupKernel::scalar(isa),
+        })
+    }
+
+    fn scalar(isa: Isa) -> LookupKernel {
+        LookupKernel {
+            isa,
+            u8: all::lookup_raw::<u8>,
+            u16: all::lookup_raw::<u16>,
+            u32: all::lookup_raw::<u32>,
+        }
     }
 
     /// The kernel `INITRET_FORCE_ISA` or CPU detection picks ([`Isa::selected`]).
@@ -303,43 +335,57 @@ impl LookupKernel {
         self.isa
     }
 
-    /// Writes `counts[queries[i]]` to `out[i]` for every `i`.
+    /// Writes the count of row `queries[i]` to `out[i]` for every `i`.
     ///
     /// Fails with [`Error::OutputLength`] if `out` and `queries` differ in
     /// length, and with [`Error::IndexOutOfRange`] at the first query
-    /// `>= counts.len()`; `out` is then only partly written.
+    /// `>= counts.rows()`; `out` is then only partly written.
     ///
     /// ```
-    /// use initret::arch::{Isa, LookupKernel};
+    /// use initret::arch::{CountTable, Isa, LookupKernel};
     ///
     /// let kernel = LookupKernel::new(Isa::detected())?;
     /// let mut out = [0; 4];
-    /// kernel.lookup(&[7, 8, 9], &[2, 2, 0, 1], &mut out)?;
+    /// kernel.lookup(&CountTable::from_counts(&[7, 8, 9]), &[2, 2, 0, 1], &mut out)?;
     /// assert_eq!(out, [9, 9, 7, 8]);
     /// # Ok::<(), initret::Error>(())
     /// ```
-    pub fn lookup(&self, counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+    pub fn lookup(
+        &self,
+        counts: &CountTable,
+        queries: &[u32],
+        out: &mut [u32],
+    ) -> Result<(), Error> {
         if out.len() != queries.len() {
             return Err(Error::OutputLength {
                 queries: queries.len(),
                 output: out.len(),
             });
         }
-        // The gathers take signed 32-bit offsets: tables past 2^31 rows go
-        // to the scalar routine, which indexes with usize.
-        let raw = if counts.len() <= 1 << 31 {
-            self.raw
+        let rows = counts.rows();
+        // The gathers take signed 32-bit byte offsets: tables past 2^31
+        // bytes of counts go to the scalar routine, which indexes with usize.
+        let kernel = if rows.saturating_mul(counts.bytes_per_count()) <= 1 << 31 {
+            *self
         } else {
-            all::lookup_raw
+            LookupKernel::scalar(self.isa)
         };
-        // SAFETY: `self.raw` was chosen by `LookupKernel::new` only after
-        // `check_available` confirmed the CPU supports its ISA; `out` and
-        // `queries` have equal lengths (checked above); and the vector
-        // routines only see tables of at most 2^31 rows.
-        unsafe { raw(counts, queries, out) }.map_err(|position| Error::IndexOutOfRange {
+        // SAFETY: the routines were chosen by `LookupKernel::new` only after
+        // `check_available` confirmed the CPU supports their ISA; `out` and
+        // `queries` have equal lengths (checked above); `CountTable` stores
+        // `rows` counts plus the padding the 4-byte gathers need; and the
+        // vector routines only see tables of at most 2^31 bytes (above).
+        let result = unsafe {
+            match counts.words() {
+                CountWords::U8(words) => (kernel.u8)(words, rows, queries, out),
+                CountWords::U16(words) => (kernel.u16)(words, rows, queries, out),
+                CountWords::U32(words) => (kernel.u32)(words, rows, queries, out),
+            }
+        };
+        result.map_err(|position| Error::IndexOutOfRange {
             position,
             index: queries[position],
-            rows: counts.len(),
+            rows,
         })
     }
 }

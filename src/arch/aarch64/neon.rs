@@ -2,6 +2,7 @@
 
 use std::arch::aarch64::*;
 
+use crate::arch::CountWord;
 use crate::arch::generic::{self, GatherVector};
 
 impl GatherVector for uint32x4_t {
@@ -26,14 +27,28 @@ impl GatherVector for uint32x4_t {
     }
 
     #[inline(always)]
-    unsafe fn gather(base: *const u32, indices: Self) -> Self {
+    unsafe fn shift_left(self, bits: u32) -> Self {
+        // SAFETY: the caller guarantees NEON; `bits < 32`.
+        unsafe { vshlq_u32(self, vdupq_n_s32(bits as i32)) }
+    }
+
+    #[inline(always)]
+    unsafe fn and(self, mask: Self) -> Self {
+        // SAFETY: the caller guarantees NEON.
+        unsafe { vandq_u32(self, mask) }
+    }
+
+    #[inline(always)]
+    unsafe fn gather(base: *const u8, byte_offsets: Self) -> Self {
         let mut lanes = [0u32; 4];
-        // SAFETY: the caller guarantees every index is in bounds of `base`;
-        // `lanes` has room for the 4 indices.
+        // SAFETY: the caller guarantees NEON and 4 readable bytes at every
+        // `base + offset`; `lanes` has room for the 4 offsets.
         unsafe {
-            vst1q_u32(lanes.as_mut_ptr(), indices);
+            vst1q_u32(lanes.as_mut_ptr(), byte_offsets);
             for lane in &mut lanes {
-                *lane = *base.add(*lane as usize);
+                // Little-endian only (see `Isa::is_available`): the count's
+                // bytes come first in the word.
+                *lane = base.add(*lane as usize).cast::<u32>().read_unaligned();
             }
             vld1q_u32(lanes.as_ptr())
         }
@@ -57,9 +72,14 @@ impl GatherVector for uint32x4_t {
 }
 
 /// # Safety
-/// The CPU supports NEON, `counts.len() <= 2^31`, `out.len() >= queries.len()`.
+/// The CPU supports NEON, and the rest of [`generic::lookup`]'s contract holds.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn lookup(counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), usize> {
+pub(crate) unsafe fn lookup<C: CountWord>(
+    padded: &[C],
+    rows: usize,
+    queries: &[u32],
+    out: &mut [u32],
+) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<uint32x4_t>(counts, queries, out) }
+    unsafe { generic::lookup::<uint32x4_t, C>(padded, rows, queries, out) }
 }

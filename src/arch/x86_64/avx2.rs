@@ -2,6 +2,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::arch::CountWord;
 use crate::arch::generic::{self, GatherVector};
 
 impl GatherVector for __m256i {
@@ -30,10 +31,23 @@ impl GatherVector for __m256i {
     }
 
     #[inline(always)]
-    unsafe fn gather(base: *const u32, indices: Self) -> Self {
-        // SAFETY: the caller guarantees every index is in bounds of `base`
-        // and below 2^31, so the signed scaled offsets are the row offsets.
-        unsafe { _mm256_i32gather_epi32::<4>(base.cast(), indices) }
+    unsafe fn shift_left(self, bits: u32) -> Self {
+        // SAFETY: the caller guarantees AVX2.
+        unsafe { _mm256_sll_epi32(self, _mm_cvtsi32_si128(bits as i32)) }
+    }
+
+    #[inline(always)]
+    unsafe fn and(self, mask: Self) -> Self {
+        // SAFETY: the caller guarantees AVX2.
+        unsafe { _mm256_and_si256(self, mask) }
+    }
+
+    #[inline(always)]
+    unsafe fn gather(base: *const u8, byte_offsets: Self) -> Self {
+        // SAFETY: the caller guarantees 4 readable bytes at every
+        // `base + offset` and offsets below 2^31, so the signed offsets are
+        // the byte offsets.
+        unsafe { _mm256_i32gather_epi32::<1>(base.cast(), byte_offsets) }
     }
 
     #[inline(always)]
@@ -56,9 +70,14 @@ impl GatherVector for __m256i {
 }
 
 /// # Safety
-/// The CPU supports AVX2, `counts.len() <= 2^31`, `out.len() >= queries.len()`.
+/// The CPU supports AVX2, and the rest of [`generic::lookup`]'s contract holds.
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn lookup(counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), usize> {
+pub(crate) unsafe fn lookup<C: CountWord>(
+    padded: &[C],
+    rows: usize,
+    queries: &[u32],
+    out: &mut [u32],
+) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m256i>(counts, queries, out) }
+    unsafe { generic::lookup::<__m256i, C>(padded, rows, queries, out) }
 }

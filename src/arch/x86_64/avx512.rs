@@ -3,6 +3,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::arch::CountWord;
 use crate::arch::generic::{self, GatherVector};
 
 impl GatherVector for __m512i {
@@ -27,10 +28,23 @@ impl GatherVector for __m512i {
     }
 
     #[inline(always)]
-    unsafe fn gather(base: *const u32, indices: Self) -> Self {
-        // SAFETY: the caller guarantees every index is in bounds of `base`
-        // and below 2^31, so the signed scaled offsets are the row offsets.
-        unsafe { _mm512_i32gather_epi32::<4>(indices, base.cast()) }
+    unsafe fn shift_left(self, bits: u32) -> Self {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe { _mm512_sll_epi32(self, _mm_cvtsi32_si128(bits as i32)) }
+    }
+
+    #[inline(always)]
+    unsafe fn and(self, mask: Self) -> Self {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe { _mm512_and_si512(self, mask) }
+    }
+
+    #[inline(always)]
+    unsafe fn gather(base: *const u8, byte_offsets: Self) -> Self {
+        // SAFETY: the caller guarantees 4 readable bytes at every
+        // `base + offset` and offsets below 2^31, so the signed offsets are
+        // the byte offsets.
+        unsafe { _mm512_i32gather_epi32::<1>(byte_offsets, base.cast()) }
     }
 
     #[inline(always)]
@@ -53,9 +67,14 @@ impl GatherVector for __m512i {
 }
 
 /// # Safety
-/// The CPU supports AVX-512F, `counts.len() <= 2^31`, `out.len() >= queries.len()`.
+/// The CPU supports AVX-512F, and the rest of [`generic::lookup`]'s contract holds.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn lookup(counts: &[u32], queries: &[u32], out: &mut [u32]) -> Result<(), usize> {
+pub(crate) unsafe fn lookup<C: CountWord>(
+    padded: &[C],
+    rows: usize,
+    queries: &[u32],
+    out: &mut [u32],
+) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m512i>(counts, queries, out) }
+    unsafe { generic::lookup::<__m512i, C>(padded, rows, queries, out) }
 }
