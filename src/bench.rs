@@ -291,7 +291,7 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<22} {:<24} {:>10} {:>5} {:>12.6} {:>14.3e} {:>15} {:>20} {:>20} {:>17}",
+            "{:<22} {:<24} {:>10} {:>5} {:>12.3e} {:>14.3e} {:>15} {:>20} {:>20} {:>17}",
             r.strategy,
             truncate(&r.backend, 24),
             r.queries,

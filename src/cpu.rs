@@ -7,11 +7,11 @@ use crate::{BitTable, Error, Pool};
 
 /// Batches up to this many queries run on the calling thread against worker
 /// 0's table: handing them to the pool costs more than the lookups.
-pub const INLINE_MAX_QUERIES: usize = 1 << 17;
+pub const INLINE_MAX_QUERIES: usize = 1 << 15;
 
 /// Chunks handed to workers are at least this long, so per-chunk overhead
 /// stays small next to the lookups.
-const MIN_CHUNK: usize = 1 << 15;
+const MIN_CHUNK: usize = 1 << 14;
 
 /// Popcount lookups on CPU threads with run-time-selected SIMD kernels.
 ///
