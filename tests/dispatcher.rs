@@ -1,6 +1,6 @@
 //! `Dispatcher` on the CPU backend, with every kernel, against the reference.
 
-use std::sync::Arc;
+mod common;
 
 use initret::arch::Isa;
 use initret::bench::{SplitMix64, random_queries, random_table};
@@ -151,36 +151,10 @@ fn dispatcher_is_send_and_sync() {
 #[test]
 fn sixteen_threads_share_one_dispatcher() {
     let table = random_table(4096, 2, 5).unwrap();
-    let dispatcher = Arc::new(
-        Dispatcher::builder(table.clone())
-            .backend(Backend::Cpu)
-            .threads(2)
-            .build()
-            .unwrap(),
-    );
-    let table = Arc::new(table);
-    let handles: Vec<_> = (0..16u64)
-        .map(|t| {
-            let (dispatcher, table) = (Arc::clone(&dispatcher), Arc::clone(&table));
-            std::thread::spawn(move || {
-                let mut rng = SplitMix64::new(t);
-                for call in 0..200 {
-                    let n = match call % 4 {
-                        0 => rng.below(100) as usize,
-                        1 => rng.below(5000) as usize,
-                        2 => INLINE_MAX_QUERIES + rng.below(1000) as usize,
-                        _ => 1,
-                    };
-                    let queries = random_queries(n, table.rows(), rng.next_u64());
-                    assert_eq!(
-                        dispatcher.popcount(&queries).unwrap(),
-                        table.reference_popcount(&queries).unwrap()
-                    );
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    let dispatcher = Dispatcher::builder(table.clone())
+        .backend(Backend::Cpu)
+        .threads(2)
+        .build()
+        .unwrap();
+    common::sixteen_threads_check(dispatcher, table, INLINE_MAX_QUERIES);
 }

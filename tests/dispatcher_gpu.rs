@@ -3,27 +3,12 @@
 //! `INITRET_REQUIRE_GPU=1`, which turns a missing adapter into a failure.
 #![cfg(feature = "gpu")]
 
-use std::sync::Arc;
+mod common;
 
 use initret::bench::{SplitMix64, random_queries, random_table};
 use initret::{Backend, BitTable, Dispatcher, Error, SEED_CHECKSUM, SEED_ROWS};
 
-fn gpu_required() -> bool {
-    std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1")
-}
-
-/// A GPU dispatcher, or `None` (after printing why) when there is no adapter
-/// and the GPU is not required.
-fn gpu_dispatcher(table: &BitTable) -> Option<Dispatcher> {
-    match Dispatcher::new(table.clone(), Backend::Gpu) {
-        Ok(d) => Some(d),
-        Err(e) if gpu_required() => panic!("INITRET_REQUIRE_GPU=1 but no GPU backend: {e}"),
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            None
-        }
-    }
-}
+use common::gpu_dispatcher;
 
 #[test]
 fn seed_workload_on_the_gpu() {
@@ -88,35 +73,11 @@ fn gpu_reports_the_first_bad_position() {
 
 #[test]
 fn sixteen_threads_share_one_gpu_dispatcher() {
-    let table = Arc::new(random_table(4096, 2, 5).unwrap());
+    let table = random_table(4096, 2, 5).unwrap();
     let Some(d) = gpu_dispatcher(&table) else {
         return;
     };
-    let d = Arc::new(d);
-    let handles: Vec<_> = (0..16u64)
-        .map(|t| {
-            let (d, table) = (Arc::clone(&d), Arc::clone(&table));
-            std::thread::spawn(move || {
-                let mut rng = SplitMix64::new(t);
-                for call in 0..200 {
-                    let n = match call % 4 {
-                        0 => rng.below(100) as usize,
-                        1 => rng.below(5000) as usize,
-                        2 => 20_000 + rng.below(20_000) as usize,
-                        _ => 1,
-                    };
-                    let queries = random_queries(n, table.rows(), rng.next_u64());
-                    assert_eq!(
-                        d.popcount(&queries).unwrap(),
-                        table.reference_popcount(&queries).unwrap()
-                    );
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    common::sixteen_threads_check(d, table, 20_000);
 }
 
 #[test]

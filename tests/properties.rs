@@ -2,6 +2,8 @@
 //! with the scalar reference, and a planted bad index is reported at exactly
 //! its position everywhere.
 
+mod common;
+
 use initret::arch::Isa;
 use initret::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
 use initret::bench::SplitMix64;
@@ -102,16 +104,10 @@ fn gpu_strategies(_: &BitTable, _: &[u32]) -> Vec<(String, Result<Vec<u32>, Erro
 
 #[cfg(feature = "gpu")]
 fn gpu_strategies(table: &BitTable, queries: &[u32]) -> Vec<(String, Result<Vec<u32>, Error>)> {
-    match Dispatcher::new(table.clone(), Backend::Gpu) {
-        Ok(gpu) => vec![("gpu".into(), gpu.popcount(queries))],
-        Err(e) if std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("INITRET_REQUIRE_GPU=1 but the GPU backend failed: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping the GPU backend: {e}");
-            Vec::new()
-        }
-    }
+    common::gpu_dispatcher(table)
+        .map(|gpu| ("gpu".to_string(), gpu.popcount(queries)))
+        .into_iter()
+        .collect()
 }
 
 proptest! {

@@ -1,6 +1,8 @@
 //! 10,000 calls of mixed sizes leave resident memory flat. One test in this
 //! binary, so no other test's allocations move the measurement.
 
+mod common;
+
 use initret::bench::{SplitMix64, random_queries, random_table};
 use initret::{Backend, Dispatcher};
 
@@ -44,18 +46,12 @@ fn ten_thousand_mixed_calls_keep_memory_flat() {
         return;
     };
     let table = random_table(1 << 16, 2, 1).expect("table");
-    #[allow(unused_mut)] // the GPU backend is only added with the `gpu` feature
     let mut backends = vec![(
         "cpu",
         Dispatcher::new(table.clone(), Backend::Cpu).expect("cpu"),
     )];
-    #[cfg(feature = "gpu")]
-    match Dispatcher::new(table.clone(), Backend::Gpu) {
-        Ok(gpu) => backends.push(("gpu", gpu)),
-        Err(e) if std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("INITRET_REQUIRE_GPU=1 but the GPU backend failed: {e}")
-        }
-        Err(e) => eprintln!("skipping the GPU backend: {e}"),
+    if let Some(gpu) = common::gpu_dispatcher(&table) {
+        backends.push(("gpu", gpu));
     }
     for (name, dispatcher) in &backends {
         let mut rng = SplitMix64::new(7);

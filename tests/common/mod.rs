@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::sync::Arc;
+
+use initret::bench::{SplitMix64, random_queries};
+use initret::{Backend, BitTable, Dispatcher};
+
+/// Whether `INITRET_REQUIRE_GPU=1` turns a missing adapter into a failure.
+/// Builds without the `gpu` feature never require one.
+pub fn gpu_required() -> bool {
+    cfg!(feature = "gpu") && std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1")
+}
+
+/// A `Backend::Gpu` dispatcher for `table`, or `None` after printing why
+/// there is none; panics instead when the GPU is required.
+pub fn gpu_dispatcher(table: &BitTable) -> Option<Dispatcher> {
+    match Dispatcher::new(table.clone(), Backend::Gpu) {
+        Ok(d) => Some(d),
+        Err(e) if gpu_required() => panic!("INITRET_REQUIRE_GPU=1 but no GPU backend: {e}"),
+        Err(e) => {
+            eprintln!("skipping the GPU backend: {e}");
+            None
+        }
+    }
+}
+
+/// 16 threads × 200 calls of mixed sizes (empty to `large + 1000` queries)
+/// on one shared dispatcher, every result checked against the reference.
+pub fn sixteen_threads_check(dispatcher: Dispatcher, table: BitTable, large: usize) {
+    let (dispatcher, table) = (Arc::new(dispatcher), Arc::new(table));
+    let handles: Vec<_> = (0..16u64)
+        .map(|t| {
+            let (dispatcher, table) = (Arc::clone(&dispatcher), Arc::clone(&table));
+            std::thread::spawn(move || {
+                let mut rng = SplitMix64::new(t);
+                for call in 0..200 {
+                    let n = match call % 4 {
+                        0 => rng.below(100) as usize,
+                        1 => rng.below(5000) as usize,
+                        2 => large + rng.below(1000) as usize,
+                        _ => 1,
+                    };
+                    let queries = random_queries(n, table.rows(), rng.next_u64());
+                    assert_eq!(
+                        dispatcher.popcount(&queries).unwrap(),
+                        table.reference_popcount(&queries).unwrap(),
+                        "{} n={n}",
+                        dispatcher.describe()
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
