@@ -10,7 +10,8 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use initret::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
 use initret::bench::{
-    PointConfig, format_table, measure_cpu_point, parallel_memcpy, random_queries, random_table,
+    Point, PointConfig, format_table, measure_cpu_point, parallel_memcpy, random_queries,
+    random_table,
 };
 use initret::{Backend, Dispatcher};
 
@@ -79,7 +80,8 @@ fn strategies(c: &mut Criterion) {
         baselines: true,
     };
     for log2 in [16u32, 24] {
-        match measure_cpu_point(&config, 1 << log2, 1) {
+        match Point::new(&config, 1 << log2, 1).and_then(|point| measure_cpu_point(&config, &point))
+        {
             Ok(rows) => print!("{}", format_table(&rows)),
             Err(e) => eprintln!("ratio summary failed: {e}"),
         }

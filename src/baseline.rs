@@ -13,12 +13,13 @@
 //!   rayon user writes first.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 
 use crate::cpu::shift_position;
+use crate::pool::{FirstFailure, python_chunk_len};
 use crate::{BitTable, Error};
 
 /// What a baseline produced and how often it built or copied its state.
@@ -87,13 +88,22 @@ impl TaskSize {
     pub fn items(self, len: usize, workers: usize) -> usize {
         match self {
             TaskSize::One => 1,
-            TaskSize::PythonDefault => len.div_ceil(4 * workers.max(1)).max(1),
+            TaskSize::PythonDefault => python_chunk_len(len, workers),
             TaskSize::Items(n) => n.max(1),
         }
     }
 }
 
-fn thread_pool(workers: usize, name: &'static str) -> Result<rayon::ThreadPool, Error> {
+/// A plain rayon pool of `workers` threads (0: rayon's default), named
+/// `"{name}-{i}"`, for running rayon-based baselines and references with the
+/// same thread count as the pools they are compared with.
+///
+/// ```
+/// let pool = initret::baseline::thread_pool(2, "ref")?;
+/// assert_eq!(pool.current_num_threads(), 2);
+/// # Ok::<(), initret::Error>(())
+/// ```
+pub fn thread_pool(workers: usize, name: &'static str) -> Result<rayon::ThreadPool, Error> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .thread_name(move |i| format!("{name}-{i}"))
@@ -155,7 +165,7 @@ impl PerCallCopy {
     pub fn run(&self, table: &BitTable, queries: &[u32]) -> Result<Outcome, Error> {
         let task = self.task_size.items(queries.len(), self.workers());
         let mut counts = vec![0; queries.len()];
-        let first_failure: Mutex<Option<Error>> = Mutex::new(None);
+        let failures = FirstFailure::<Error>::new();
         let mut copies = 0;
         self.pool.scope(|scope| {
             for (k, (input, output)) in queries
@@ -167,40 +177,18 @@ impl PerCallCopy {
                 // done by the parent for every task.
                 let copy = table.clone();
                 copies += 1;
-                let first_failure = &first_failure;
+                let failures = &failures;
                 scope.spawn(move |_| match copy.reference_popcount(input) {
                     Ok(result) => output.copy_from_slice(&result),
-                    Err(e) => {
-                        let e = shift_position(e, k * task);
-                        let mut first =
-                            first_failure.lock().unwrap_or_else(PoisonError::into_inner);
-                        if first
-                            .as_ref()
-                            .is_none_or(|f| position_of(&e) < position_of(f))
-                        {
-                            *first = Some(e);
-                        }
-                    }
+                    Err(e) => failures.record(k * task, shift_position(e, k * task)),
                 });
             }
         });
-        match first_failure
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            Some(e) => Err(e),
-            None => Ok(Outcome {
-                counts,
-                init_calls: copies,
-            }),
-        }
-    }
-}
-
-fn position_of(e: &Error) -> usize {
-    match e {
-        Error::IndexOutOfRange { position, .. } => *position,
-        _ => usize::MAX,
+        failures.into_result()?;
+        Ok(Outcome {
+            counts,
+            init_calls: copies,
+        })
     }
 }
 
@@ -319,10 +307,9 @@ impl GlobalInitializer {
         });
         if failed.into_inner() {
             first_out_of_range(queries, self.rows)?;
-            return Err(Error::TaskPanicked {
-                worker: usize::MAX,
-                message: "a worker ran without its global cache".into(),
-            });
+            return Err(Error::Internal(
+                "a worker ran without its global cache".into(),
+            ));
         }
         Ok(Outcome {
             counts,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::Error;
+use crate::pool::python_chunk_len;
 use crate::table::BitTable;
 
 /// Each row is repeated until it has run at least this long in total.
@@ -94,44 +95,75 @@ pub fn random_queries(n: usize, rows: usize, seed: u64) -> Vec<u32> {
     (0..n).map(|_| rng.below(rows as u64) as u32).collect()
 }
 
-/// Copies `src` into `dst` on the rayon pool: the memory-bandwidth reference.
-/// Both must have the same length.
+/// Copies `src` into `dst` on the current rayon pool: the memory-bandwidth
+/// reference. Fails with [`Error::OutputLength`] if the lengths differ.
 ///
 /// ```
 /// let src = vec![1u32; 1000];
 /// let mut dst = vec![0u32; 1000];
-/// initret::bench::parallel_memcpy(&src, &mut dst);
+/// initret::bench::parallel_memcpy(&src, &mut dst)?;
 /// assert_eq!(src, dst);
+/// assert!(initret::bench::parallel_memcpy(&src, &mut [0; 3]).is_err());
+/// # Ok::<(), initret::Error>(())
 /// ```
-pub fn parallel_memcpy(src: &[u32], dst: &mut [u32]) {
-    let chunk = src
-        .len()
-        .div_ceil(4 * rayon::current_num_threads())
-        .max(1 << 14);
+pub fn parallel_memcpy(src: &[u32], dst: &mut [u32]) -> Result<(), Error> {
+    if src.len() != dst.len() {
+        return Err(Error::OutputLength {
+            queries: src.len(),
+            output: dst.len(),
+        });
+    }
+    let chunk = python_chunk_len(src.len(), rayon::current_num_threads()).max(1 << 14);
     dst.par_chunks_mut(chunk)
         .zip(src.par_chunks(chunk))
         .for_each(|(d, s)| d.copy_from_slice(s));
+    Ok(())
 }
 
-/// Runs `f` repeatedly and returns its best time: at least 3 runs and at
-/// least [`MIN_SECONDS_PER_ROW`] in total (at most 1000 runs).
+/// Runs `f` at least `runs.start()` times, then again while less than
+/// `budget` has passed and fewer than `runs.end()` runs were made; returns
+/// the best time and the value of that run. Every timing loop of the crate
+/// (bench rows, the main job, `Auto`'s crossover) goes through here.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (best, value) = initret::bench::best_run(1..=5, Duration::ZERO, || Ok(7))?;
+/// assert_eq!(value, 7);
+/// assert!(best < Duration::from_secs(1));
+/// # Ok::<(), initret::Error>(())
+/// ```
+pub fn best_run<T>(
+    runs: std::ops::RangeInclusive<usize>,
+    budget: Duration,
+    mut f: impl FnMut() -> Result<T, Error>,
+) -> Result<(Duration, T), Error> {
+    let started = Instant::now();
+    let mut best: Option<(Duration, T)> = None;
+    let mut made = 0;
+    while made < *runs.start() || (made < *runs.end() && started.elapsed() < budget) {
+        let t = Instant::now();
+        let value = std::hint::black_box(f()?);
+        let elapsed = t.elapsed();
+        if best.as_ref().is_none_or(|(b, _)| elapsed < *b) {
+            best = Some((elapsed, value));
+        }
+        made += 1;
+    }
+    best.ok_or_else(|| Error::InvalidArgument("best_run was asked for zero runs".into()))
+}
+
+/// The benchmark rows' timing: the best of at least 3 runs and at least
+/// [`MIN_SECONDS_PER_ROW`] in total (at most 1000 runs).
 ///
 /// ```
 /// let best = initret::bench::best_time(|| Ok(std::hint::black_box(1 + 1)))?;
 /// assert!(best.as_secs_f64() < 1.0);
 /// # Ok::<(), initret::Error>(())
 /// ```
-pub fn best_time<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<Duration, Error> {
-    let started = Instant::now();
-    let mut best = Duration::MAX;
-    let mut runs = 0;
-    while runs < 3 || (started.elapsed().as_secs_f64() < MIN_SECONDS_PER_ROW && runs < 1000) {
-        let t = Instant::now();
-        std::hint::black_box(f()?);
-        best = best.min(t.elapsed());
-        runs += 1;
-    }
-    Ok(best)
+pub fn best_time<T>(f: impl FnMut() -> Result<T, Error>) -> Result<Duration, Error> {
+    let budget = Duration::from_secs_f64(MIN_SECONDS_PER_ROW);
+    best_run(3..=1000, budget, f).map(|(best, _)| best)
 }
 
 /// One measured strategy at one point of the sweep.
@@ -328,72 +360,95 @@ pub struct PointConfig {
     pub baselines: bool,
 }
 
-/// The random table a sweep point with `words_per_row` uses (the same for
-/// every strategy and backend).
+/// The data of one sweep point, built once and shared by every strategy
+/// and backend measured there: a random `rows × words_per_row` table,
+/// `queries` random indices into it, and their expected counts.
 ///
 /// ```
 /// let config = initret::bench::PointConfig { rows: 16, threads: 1, baselines: false };
-/// assert_eq!(initret::bench::point_table(&config, 3)?.words_per_row(), 3);
+/// let point = initret::bench::Point::new(&config, 5, 3)?;
+/// assert_eq!((point.table.words_per_row(), point.queries.len()), (3, 5));
+/// assert_eq!(point.expected, point.table.reference_popcount(&point.queries)?);
 /// # Ok::<(), initret::Error>(())
 /// ```
-pub fn point_table(config: &PointConfig, words_per_row: usize) -> Result<BitTable, Error> {
-    random_table(config.rows, words_per_row, 0x5EED ^ words_per_row as u64)
+#[derive(Clone, Debug)]
+pub struct Point {
+    /// The table the queries index.
+    pub table: BitTable,
+    /// The query batch.
+    pub queries: Vec<u32>,
+    /// The popcount of each queried row, from the naive rayon loop.
+    pub expected: Vec<u32>,
 }
 
-/// The random queries a sweep point with `queries` lookups uses.
-///
-/// ```
-/// let config = initret::bench::PointConfig { rows: 16, threads: 1, baselines: false };
-/// assert_eq!(initret::bench::point_queries(&config, 5).len(), 5);
-/// ```
-pub fn point_queries(config: &PointConfig, queries: usize) -> Vec<u32> {
-    random_queries(queries, config.rows, 0xBA7C ^ queries as u64)
+impl Point {
+    /// Builds the point's table, queries and expected counts (seeded, so the
+    /// same arguments give the same data).
+    ///
+    /// ```
+    /// let config = initret::bench::PointConfig { rows: 8, threads: 1, baselines: false };
+    /// let a = initret::bench::Point::new(&config, 4, 1)?;
+    /// let b = initret::bench::Point::new(&config, 4, 1)?;
+    /// assert_eq!(a.queries, b.queries);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn new(config: &PointConfig, queries: usize, words_per_row: usize) -> Result<Point, Error> {
+        let table = random_table(config.rows, words_per_row, 0x5EED ^ words_per_row as u64)?;
+        let queries = random_queries(queries, config.rows, 0xBA7C ^ queries as u64);
+        let mut expected = Vec::new();
+        crate::baseline::naive_rayon_into(&table, &queries, &mut expected)?;
+        Ok(Point {
+            table,
+            queries,
+            expected,
+        })
+    }
+
+    fn check(&self, name: &str, got: &[u32]) -> Result<(), Error> {
+        if got == self.expected.as_slice() {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!(
+                "{name} disagrees with the naive loop at {} queries",
+                self.queries.len()
+            )))
+        }
+    }
 }
 
-/// Measures every CPU strategy at one point (`queries` random lookups into a
-/// `rows × words_per_row` random table) and returns the rows, references first.
-/// Every strategy's output is checked against the naive loop's; a mismatch is
-/// an error, not a row.
+/// Measures every CPU strategy at one [`Point`] and returns the rows,
+/// references first. The references (memcpy, naive rayon loop) and rayon's
+/// `map_init` run on a rayon pool of `config.threads` threads, the same
+/// number initret and the pooled baselines get. Every strategy's output is
+/// checked against the point's expected counts; a mismatch is an error, not
+/// a row.
 ///
 /// ```
-/// use initret::bench::{PointConfig, measure_cpu_point};
+/// use initret::bench::{PointConfig, Point, measure_cpu_point};
 ///
 /// let config = PointConfig { rows: 1024, threads: 1, baselines: false };
-/// let rows = measure_cpu_point(&config, 1024, 1)?;
+/// let rows = measure_cpu_point(&config, &Point::new(&config, 1024, 1)?)?;
 /// assert_eq!(rows[0].strategy, "memcpy");
 /// # Ok::<(), initret::Error>(())
 /// ```
-pub fn measure_cpu_point(
-    config: &PointConfig,
-    queries: usize,
-    words_per_row: usize,
-) -> Result<Vec<BenchRow>, Error> {
+pub fn measure_cpu_point(config: &PointConfig, point: &Point) -> Result<Vec<BenchRow>, Error> {
     use crate::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
     use crate::{Backend, Dispatcher};
 
-    let table = point_table(config, words_per_row)?;
-    let batch = point_queries(config, queries);
+    let (table, batch) = (&point.table, point.queries.as_slice());
+    let (queries, words_per_row) = (batch.len(), table.words_per_row());
+    let references = baseline::thread_pool(config.threads, "initret-bench")?;
     let mut out = vec![0u32; queries];
-
-    let memcpy = best_time(|| {
-        parallel_memcpy(&batch, &mut out);
-        Ok(())
-    })?
-    .as_secs_f64();
-    let mut expected = Vec::new();
-    let naive =
-        best_time(|| baseline::naive_rayon_into(&table, &batch, &mut expected))?.as_secs_f64();
+    let memcpy = references
+        .install(|| best_time(|| parallel_memcpy(batch, &mut out)))?
+        .as_secs_f64();
+    let mut got = Vec::new();
+    let naive = references
+        .install(|| best_time(|| baseline::naive_rayon_into(table, batch, &mut got)))?
+        .as_secs_f64();
+    point.check("naive-rayon", &got)?;
     let row = |name: &str, seconds: f64| {
         BenchRow::new(name, "cpu", queries, words_per_row, seconds).with_references(memcpy, naive)
-    };
-    let check = |name: &str, got: &[u32]| {
-        if got == expected.as_slice() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!(
-                "{name} disagrees with the naive loop"
-            )))
-        }
     };
     let mut rows = vec![row("memcpy", memcpy), row("naive-rayon", naive)];
 
@@ -401,69 +456,70 @@ pub fn measure_cpu_point(
         .backend(Backend::Cpu)
         .threads(config.threads)
         .build()?;
-    let t = best_time(|| dispatcher.popcount_into(&batch, &mut out))?;
-    check("initret-cpu", &out)?;
+    let t = best_time(|| dispatcher.popcount_into(batch, &mut out))?;
+    point.check("initret-cpu", &out)?;
     rows.push(row("initret-cpu", t.as_secs_f64()));
 
     if config.baselines {
         let global = GlobalInitializer::new(table.clone(), config.threads)?;
-        let mut got = Vec::new();
         let t = best_time(|| {
-            got = global.run(&batch)?.counts;
+            got = global.run(batch)?.counts;
             Ok(())
         })?;
-        check("global-initializer", &got)?;
+        point.check("global-initializer", &got)?;
         rows.push(row("global-initializer", t.as_secs_f64()));
 
-        let t = best_time(|| {
-            got = baseline::rayon_map_init(&table, &batch)?.counts;
-            Ok(())
+        let t = references.install(|| {
+            best_time(|| {
+                got = baseline::rayon_map_init(table, batch)?.counts;
+                Ok(())
+            })
         })?;
-        check("rayon-map-init", &got)?;
+        point.check("rayon-map-init", &got)?;
         rows.push(row("rayon-map-init", t.as_secs_f64()));
 
         let copy = PerCallCopy::new(config.threads, TaskSize::PythonDefault)?;
         let t = best_time(|| {
-            got = copy.run(&table, &batch)?.counts;
+            got = copy.run(table, batch)?.counts;
             Ok(())
         })?;
-        check("per-call-copy", &got)?;
+        point.check("per-call-copy", &got)?;
         rows.push(row("per-call-copy", t.as_secs_f64()));
 
         let t = best_time(|| {
-            got = baseline::serial(&table, &batch)?;
+            got = baseline::serial(table, batch)?;
             Ok(())
         })?;
-        check("serial", &got)?;
+        point.check("serial", &got)?;
         rows.push(row("serial", t.as_secs_f64()));
     }
     Ok(rows)
 }
 
-/// Measures the GPU backend at one point: `gpu-end-to-end` (queries up,
-/// counts down, [`GpuBackend::popcount_into`](crate::gpu::GpuBackend::popcount_into))
-/// with `ratio_to_transfer` against a host→device plus device→host copy of
-/// the same bytes, and `gpu-resident` (queries and counts stay on the device)
+/// Measures the GPU backend at one [`Point`] (whose table `gpu` must hold):
+/// `gpu-end-to-end` (queries up, counts down,
+/// [`GpuBackend::popcount_into`](crate::gpu::GpuBackend::popcount_into)) with
+/// `ratio_to_transfer` against a host→device plus device→host copy of the
+/// same bytes, and `gpu-resident` (queries and counts stay on the device)
 /// with `ratio_to_device_copy` against a device buffer copy of the same
 /// bytes; both references are measured now, on the same device. `references`
 /// are this point's `memcpy` and `naive-rayon` rows, for the CPU ratios.
-/// Results are checked against the scalar reference.
+/// Results are checked against the point's expected counts.
 ///
 /// ```no_run
-/// use initret::bench::{PointConfig, measure_cpu_point, measure_gpu_point, point_table};
+/// use initret::bench::{Point, PointConfig, measure_cpu_point, measure_gpu_point};
 ///
 /// let config = PointConfig { rows: 1 << 16, threads: 0, baselines: false };
-/// let cpu_rows = measure_cpu_point(&config, 1 << 20, 1)?;
-/// let gpu = initret::gpu::GpuBackend::new(&point_table(&config, 1)?)?;
-/// let gpu_rows = measure_gpu_point(&config, &gpu, 1 << 20, 1, &cpu_rows[..2])?;
+/// let point = Point::new(&config, 1 << 20, 1)?;
+/// let cpu_rows = measure_cpu_point(&config, &point)?;
+/// let gpu = initret::gpu::GpuBackend::new(&point.table)?;
+/// let gpu_rows = measure_gpu_point(&point, &gpu, &cpu_rows[..2])?;
 /// # Ok::<(), initret::Error>(())
 /// ```
 #[cfg(feature = "gpu")]
 pub fn measure_gpu_point(
-    config: &PointConfig,
+    point: &Point,
     gpu: &crate::gpu::GpuBackend,
-    queries: usize,
-    words_per_row: usize,
     references: &[BenchRow],
 ) -> Result<Vec<BenchRow>, Error> {
     let reference_seconds = |name: &str| {
@@ -477,19 +533,14 @@ pub fn measure_gpu_point(
         reference_seconds("memcpy")?,
         reference_seconds("naive-rayon")?,
     );
-    let table = point_table(config, words_per_row)?;
-    let batch = point_queries(config, queries);
-    let expected = table.reference_popcount(&batch)?;
+    let batch = point.queries.as_slice();
+    let (queries, words_per_row) = (batch.len(), point.table.words_per_row());
     let adapter = gpu.adapter().name.clone();
     let bytes = 4 * queries as u64;
-    let mismatch =
-        |what: &str| Error::InvalidArgument(format!("{what} disagrees with the reference"));
 
     let mut out = vec![0u32; queries];
-    let end_to_end = best_time(|| gpu.popcount_into(&batch, &mut out))?.as_secs_f64();
-    if out != expected {
-        return Err(mismatch("gpu-end-to-end"));
-    }
+    let end_to_end = best_time(|| gpu.popcount_into(batch, &mut out))?.as_secs_f64();
+    point.check("gpu-end-to-end", &out)?;
     let transfer = gpu.measure_transfer(bytes)?.as_secs_f64();
     let mut e2e_row = BenchRow::new(
         "gpu-end-to-end",
@@ -501,13 +552,11 @@ pub fn measure_gpu_point(
     .with_references(memcpy, naive);
     e2e_row.ratio_to_transfer = Some(transfer / end_to_end);
 
-    let resident_batch = gpu.upload_batch(&batch)?;
+    let resident_batch = gpu.upload_batch(batch)?;
     let mut counts = gpu.popcount_resident(&resident_batch)?;
     let resident =
         best_time(|| gpu.popcount_resident_into(&resident_batch, &mut counts))?.as_secs_f64();
-    if gpu.read_back(&counts)? != expected {
-        return Err(mismatch("gpu-resident"));
-    }
+    point.check("gpu-resident", &gpu.read_back(&counts)?)?;
     let device_copy = gpu.measure_device_copy(bytes)?.as_secs_f64();
     let mut resident_row = BenchRow::new("gpu-resident", adapter, queries, words_per_row, resident)
         .with_references(memcpy, naive);

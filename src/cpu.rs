@@ -2,7 +2,8 @@
 //! copy of the per-row popcount table, and a SIMD [`LookupKernel`] chosen
 //! once at build time.
 
-use crate::arch::{CountTable, Isa, LookupKernel};
+use crate::arch::{CountTable, Isa, LookupKernel, STREAM_MIN_QUERIES};
+use crate::pool::python_chunk_len;
 use crate::{BitTable, Error, Pool};
 
 /// Batches up to this many queries run on the calling thread against worker
@@ -43,7 +44,9 @@ impl CpuBackend {
     /// otherwise [`Isa::selected`] (`INITRET_FORCE_ISA` or CPU detection).
     ///
     /// Fails with [`Error::InvalidTable`] for a table with no rows and with
-    /// [`Error::IsaUnavailable`] for a kernel this CPU cannot run.
+    /// [`Error::IsaUnavailable`] for a kernel this CPU cannot run. A table
+    /// too large for the gathers' 32-bit offsets (over 2^31 bytes of counts)
+    /// gets the scalar kernel, and [`CpuBackend::isa`] says so.
     ///
     /// ```
     /// use initret::{BitTable, arch::Isa, cpu::CpuBackend};
@@ -53,19 +56,21 @@ impl CpuBackend {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn new(table: &BitTable, threads: usize, isa: Option<Isa>) -> Result<CpuBackend, Error> {
-        if table.rows() == 0 {
-            return Err(Error::InvalidTable(
-                "the table has no rows, so no query can be answered".into(),
-            ));
-        }
-        let kernel = match isa {
+        table.require_rows()?;
+        let mut kernel = match isa {
             Some(isa) => LookupKernel::new(isa)?,
             None => LookupKernel::selected()?,
         };
+        // Derived once here; each worker's initializer then makes its own
+        // copy on its own thread, so the memory is first touched there.
+        let counts = CountTable::new(table);
+        if !kernel.gathers(&counts) {
+            kernel = LookupKernel::new(Isa::Scalar)?;
+        }
         let pool = Pool::builder()
             .threads(threads)
             .thread_name("initret-cpu")
-            .build_with(|_worker| Ok::<_, Error>(CountTable::new(table)))?;
+            .build_with(|_worker| Ok::<_, Error>(counts.clone()))?;
         Ok(CpuBackend {
             pool,
             kernel,
@@ -135,14 +140,17 @@ impl CpuBackend {
             let counts = self
                 .pool
                 .state(0)
-                .ok_or_else(|| Error::ThreadSpawn("the CPU backend has no workers".into()))?;
+                .ok_or_else(|| Error::Internal("the CPU backend has no workers".into()))?;
             return self.kernel.lookup(counts, queries, out);
         }
-        let chunk = queries.len().div_ceil(4 * self.threads()).max(MIN_CHUNK);
+        let chunk = python_chunk_len(queries.len(), self.threads()).max(MIN_CHUNK);
+        // Decided for the whole batch: whether its output outgrows the caches
+        // does not depend on how it is chunked.
+        let streaming = queries.len() >= STREAM_MIN_QUERIES;
         self.pool
             .map_chunks_by(chunk, queries, out, |counts, offset, queries, out| {
                 self.kernel
-                    .lookup(counts, queries, out)
+                    .lookup_with_stores(counts, queries, out, streaming)
                     .map_err(|e| shift_position(e, offset))
             })
     }

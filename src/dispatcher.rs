@@ -2,9 +2,9 @@
 
 use std::fmt;
 #[cfg(feature = "gpu")]
-use std::sync::{Mutex, PoisonError};
+use std::sync::OnceLock;
 #[cfg(feature = "gpu")]
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::arch::Isa;
 use crate::cpu::CpuBackend;
@@ -146,11 +146,7 @@ impl DispatcherBuilder {
     /// ```
     pub fn build(self) -> Result<Dispatcher, Error> {
         let table = self.table;
-        if table.rows() == 0 {
-            return Err(Error::InvalidTable(
-                "the table has no rows, so no query can be answered".into(),
-            ));
-        }
+        table.require_rows()?;
         let engine = match self.backend {
             Backend::Cpu => Engine::Cpu(CpuBackend::new(&table, self.threads, self.isa)?),
             #[cfg(feature = "gpu")]
@@ -193,16 +189,16 @@ enum Engine {
 const CROSSOVER_CANDIDATES: [usize; 6] = [1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22];
 
 /// `Backend::Auto`: always a CPU backend, plus a real GPU used for batches
-/// of at least `crossover` queries.
+/// of at least the crossover.
 #[cfg(feature = "gpu")]
 struct AutoEngine {
     cpu: CpuBackend,
-    gpu: Option<GpuBackend>,
-    crossover: Option<usize>,
-    /// Why batches go to the CPU (no GPU, a software adapter, the GPU never
-    /// won, the device was lost), kept so it can be reported.
-    note: Mutex<String>,
-    gpu_lost: std::sync::atomic::AtomicBool,
+    /// The GPU and the smallest batch it takes, if it is used at all.
+    gpu: Option<(GpuBackend, usize)>,
+    /// Why batches go where they go, decided at build.
+    note: String,
+    /// Set once, when the GPU device is lost; every later batch goes to the CPU.
+    lost: OnceLock<String>,
 }
 
 #[cfg(feature = "gpu")]
@@ -213,71 +209,69 @@ impl AutoEngine {
         accept_software: bool,
         fixed_crossover: Option<usize>,
     ) -> AutoEngine {
-        let (gpu, crossover, note) = match GpuBackend::new(table) {
-            Err(e) => (None, None, format!("no GPU: {e}")),
+        let (gpu, note) = match GpuBackend::new(table) {
+            Err(e) => (None, format!("no GPU: {e}")),
             Ok(gpu) if gpu.is_software() && !accept_software => (
-                None,
                 None,
                 format!(
                     "adapter {} is a software (CPU-type) adapter; the CPU backend is faster",
                     gpu.adapter().name
                 ),
             ),
-            Ok(gpu) if fixed_crossover.is_some() => (
-                Some(gpu),
-                fixed_crossover,
-                format!(
-                    "batches of {} queries or more go to the GPU (set by the builder)",
-                    fixed_crossover.unwrap_or_default()
+            Ok(gpu) => match fixed_crossover {
+                Some(n) => (
+                    Some((gpu, n)),
+                    format!("batches of {n} queries or more go to the GPU (set by the builder)"),
                 ),
-            ),
-            Ok(gpu) => match measure_crossover(table.rows(), &cpu, &gpu) {
-                Ok(Some(n)) => (
-                    Some(gpu),
-                    Some(n),
-                    format!("batches of {n} queries or more go to the GPU (measured at build)"),
-                ),
-                Ok(None) => (
-                    None,
-                    None,
-                    format!(
-                        "the GPU ({}) was slower than the CPU at every batch size up to {} queries",
-                        gpu.adapter().name,
-                        CROSSOVER_CANDIDATES[CROSSOVER_CANDIDATES.len() - 1]
+                None => match measure_crossover(table.rows(), &cpu, &gpu) {
+                    Ok(Some(n)) => (
+                        Some((gpu, n)),
+                        format!("batches of {n} queries or more go to the GPU (measured at build)"),
                     ),
-                ),
-                Err(e) => (None, None, format!("measuring the GPU failed: {e}")),
+                    Ok(None) => (
+                        None,
+                        format!(
+                            "the GPU ({}) was slower than the CPU at every batch size up to {} queries",
+                            gpu.adapter().name,
+                            CROSSOVER_CANDIDATES[CROSSOVER_CANDIDATES.len() - 1]
+                        ),
+                    ),
+                    Err(e) => (None, format!("measuring the GPU failed: {e}")),
+                },
             },
         };
         AutoEngine {
             cpu,
             gpu,
-            crossover,
-            note: Mutex::new(note),
-            gpu_lost: std::sync::atomic::AtomicBool::new(false),
+            note,
+            lost: OnceLock::new(),
         }
     }
 
     fn gpu_for(&self, queries: usize) -> Option<&GpuBackend> {
-        let crossover = self.crossover?;
-        if queries < crossover || self.gpu_lost.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
+        match &self.gpu {
+            Some((gpu, crossover)) if queries >= *crossover && self.lost.get().is_none() => {
+                Some(gpu)
+            }
+            _ => None,
         }
-        self.gpu.as_ref()
+    }
+
+    fn note(&self) -> String {
+        self.lost
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.note.clone())
     }
 
     fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
         if let Some(gpu) = self.gpu_for(queries.len()) {
             match gpu.popcount_into(queries, out) {
                 Err(Error::DeviceLost(reason)) => {
-                    // Reported once: later calls go straight to the CPU.
-                    if !self
-                        .gpu_lost
-                        .swap(true, std::sync::atomic::Ordering::Relaxed)
-                    {
-                        let note = format!("GPU device lost ({reason}); continuing on the CPU");
+                    let note = format!("GPU device lost ({reason}); continuing on the CPU");
+                    // Reported once, by whichever call sets it first.
+                    if self.lost.set(note.clone()).is_ok() {
                         eprintln!("initret: {note}");
-                        *self.note.lock().unwrap_or_else(PoisonError::into_inner) = note;
                     }
                 }
                 other => return other,
@@ -295,14 +289,8 @@ fn measure_crossover(
     cpu: &CpuBackend,
     gpu: &GpuBackend,
 ) -> Result<Option<usize>, Error> {
-    fn best(mut f: impl FnMut() -> Result<(), Error>) -> Result<Duration, Error> {
-        let mut best = Duration::MAX;
-        for _ in 0..3 {
-            let t = Instant::now();
-            f()?;
-            best = best.min(t.elapsed());
-        }
-        Ok(best)
+    fn best(f: impl FnMut() -> Result<(), Error>) -> Result<Duration, Error> {
+        crate::bench::best_run(3..=3, Duration::ZERO, f).map(|(best, ())| best)
     }
     for n in CROSSOVER_CANDIDATES {
         let queries = crate::bench::random_queries(n, rows, n as u64);
@@ -473,7 +461,7 @@ impl Dispatcher {
         match &self.engine {
             Engine::Cpu(_) => None,
             Engine::Gpu(gpu) => Some(gpu),
-            Engine::Auto(auto) => auto.gpu.as_ref(),
+            Engine::Auto(auto) => auto.gpu.as_ref().map(|(gpu, _)| gpu),
         }
     }
 
@@ -515,12 +503,7 @@ impl Dispatcher {
     pub fn note(&self) -> Option<String> {
         match &self.engine {
             #[cfg(feature = "gpu")]
-            Engine::Auto(auto) => Some(
-                auto.note
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
-            ),
+            Engine::Auto(auto) => Some(auto.note()),
             _ => None,
         }
     }
@@ -541,8 +524,8 @@ impl Dispatcher {
             #[cfg(feature = "gpu")]
             Engine::Gpu(gpu) => format!("gpu ({})", gpu.adapter().name),
             #[cfg(feature = "gpu")]
-            Engine::Auto(auto) => match (&auto.gpu, auto.crossover) {
-                (Some(gpu), Some(n)) => format!(
+            Engine::Auto(auto) => match &auto.gpu {
+                Some((gpu, n)) => format!(
                     "auto: {} below {n} queries, gpu ({}) from {n}",
                     cpu_line(&auto.cpu),
                     gpu.adapter().name

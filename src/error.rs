@@ -108,6 +108,11 @@ pub enum Error {
     /// A command-line argument or configuration value was not understood.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// An invariant of this crate did not hold: a bug in initret, reported
+    /// instead of panicking. Please file it with the message.
+    #[error("internal error (a bug in initret): {0}")]
+    Internal(String),
 }
 
 /// Turns a panic payload into the message it carries, for error reports.

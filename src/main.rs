@@ -88,6 +88,10 @@ fn run(args: Vec<String>) -> Result<ExitCode, Error> {
             }
         }
     }
+    if command.as_deref() != Some("info") {
+        // A bad INITRET_FORCE_ISA fails here, before minutes of baselines.
+        initret::arch::Isa::selected()?;
+    }
     match command.as_deref() {
         Some("bench") => bench_command(&options),
         Some("info") => info_command(),
@@ -102,11 +106,7 @@ fn info_command() -> Result<ExitCode, Error> {
     }
     println!(
         "available kernels: {}",
-        initret::arch::Isa::available()
-            .iter()
-            .map(|i| i.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        initret::arch::Isa::available_names()
     );
     println!("detected kernel:   {}", initret::arch::Isa::detected());
     match initret::arch::Isa::selected() {
@@ -148,21 +148,8 @@ struct SeedRow {
 }
 
 /// Best of up to 5 runs, stopping early once 2 s have been spent.
-fn best_of<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<(Duration, T), Error> {
-    let started = Instant::now();
-    let mut best: Option<(Duration, T)> = None;
-    for _ in 0..5 {
-        let t = Instant::now();
-        let value = f()?;
-        let elapsed = t.elapsed();
-        if best.as_ref().is_none_or(|(b, _)| elapsed < *b) {
-            best = Some((elapsed, value));
-        }
-        if started.elapsed() > Duration::from_secs(2) {
-            break;
-        }
-    }
-    best.ok_or_else(|| Error::InvalidArgument("no run was timed".into()))
+fn best_of<T>(f: impl FnMut() -> Result<T, Error>) -> Result<(Duration, T), Error> {
+    bench::best_run(1..=5, Duration::from_secs(2), f)
 }
 
 fn timed<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<(Duration, T), Error> {
@@ -224,12 +211,16 @@ fn seed_command(options: &Options) -> Result<ExitCode, Error> {
         counts: outcome.counts,
     });
 
-    let (time, outcome) = best_of(|| baseline::rayon_map_init(&cache, &items))?;
+    // rayon's `map_init` runs on whatever pool it is called in: give it one
+    // with the same number of threads as the others.
+    let (setup, rayon_pool) = timed(|| baseline::thread_pool(threads, "map-init"))?;
+    let (time, outcome) =
+        rayon_pool.install(|| best_of(|| baseline::rayon_map_init(&cache, &items)))?;
     rows.push(SeedRow {
         strategy: "rayon map_init".into(),
-        workers: rayon::current_num_threads().to_string(),
+        workers: rayon_pool.current_num_threads().to_string(),
         init_calls: outcome.init_calls.to_string(),
-        setup: Duration::ZERO,
+        setup,
         time,
         counts: outcome.counts,
     });
@@ -413,8 +404,9 @@ fn bench_command(options: &Options) -> Result<ExitCode, Error> {
             "\r[{:>2}/{total}] queries={n} words_per_row={w}            ",
             k + 1
         );
-        let mut rows = bench::measure_cpu_point(&config, n, w)?;
-        gpu_bench_rows(&mut gpu, &config, n, w, &mut rows)?;
+        let point = bench::Point::new(&config, n, w)?;
+        let mut rows = bench::measure_cpu_point(&config, &point)?;
+        gpu_bench_rows(&mut gpu, &point, &mut rows)?;
         if options.json {
             for row in &rows {
                 println!("{}", row.to_json());
@@ -451,9 +443,7 @@ struct GpuBench {
 #[cfg(not(feature = "gpu"))]
 fn gpu_bench_rows(
     gpu: &mut GpuBench,
-    _config: &PointConfig,
-    _queries: usize,
-    _words: usize,
+    _point: &bench::Point,
     _rows: &mut Vec<bench::BenchRow>,
 ) -> Result<(), Error> {
     if !gpu.reported {
@@ -466,15 +456,15 @@ fn gpu_bench_rows(
 #[cfg(feature = "gpu")]
 fn gpu_bench_rows(
     gpu: &mut GpuBench,
-    config: &PointConfig,
-    queries: usize,
-    words: usize,
+    point: &bench::Point,
     rows: &mut Vec<bench::BenchRow>,
 ) -> Result<(), Error> {
+    // Every point with the same width has the same table: rebuild the
+    // backend (re-upload) only when the width changes.
+    let words = point.table.words_per_row();
     if gpu.built.as_ref().is_none_or(|(w, _)| *w != words) {
         gpu.built = None;
-        let table = bench::point_table(config, words)?;
-        match initret::gpu::GpuBackend::new(&table) {
+        match initret::gpu::GpuBackend::new(&point.table) {
             Ok(backend) => gpu.built = Some((words, backend)),
             Err(e) => {
                 if !gpu.reported {
@@ -486,13 +476,7 @@ fn gpu_bench_rows(
         }
     }
     if let Some((_, backend)) = &gpu.built {
-        rows.extend(bench::measure_gpu_point(
-            config,
-            backend,
-            queries,
-            words,
-            &rows[..2],
-        )?);
+        rows.extend(bench::measure_gpu_point(point, backend, &rows[..2])?);
     }
     Ok(())
 }

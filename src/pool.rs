@@ -149,6 +149,54 @@ impl PoolBuilder {
     }
 }
 
+/// Python's default `Pool.map` chunk size: `ceil(len / (4 × workers))`, at
+/// least 1.
+pub(crate) fn python_chunk_len(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers.max(1)).max(1)
+}
+
+/// Collects the failures of parallel chunks and keeps the one at the lowest
+/// offset, so a batch reports its first bad position however the chunks
+/// were scheduled.
+pub(crate) struct FirstFailure<E> {
+    first: Mutex<Option<(usize, E)>>,
+    // The lowest failing offset so far; chunks starting beyond it need not run.
+    cutoff: AtomicUsize,
+}
+
+impl<E> FirstFailure<E> {
+    pub(crate) fn new() -> FirstFailure<E> {
+        FirstFailure {
+            first: Mutex::new(None),
+            cutoff: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Whether a chunk that starts at `offset` cannot change the outcome.
+    pub(crate) fn failed_before(&self, offset: usize) -> bool {
+        offset > self.cutoff.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(&self, offset: usize, error: E) {
+        self.cutoff.fetch_min(offset, Ordering::Relaxed);
+        let mut first = self.first.lock().unwrap_or_else(PoisonError::into_inner);
+        if first.as_ref().is_none_or(|(o, _)| offset < *o) {
+            *first = Some((offset, error));
+        }
+    }
+
+    pub(crate) fn into_result(self) -> Result<(), E> {
+        match self
+            .first
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Joins every thread whose handle is in `handles`.
 fn join_all(handles: &Mutex<Vec<JoinHandle<()>>>) {
     let handles = std::mem::take(&mut *handles.lock().unwrap_or_else(PoisonError::into_inner));
@@ -303,10 +351,7 @@ impl<S: Send + Sync> Pool<S> {
         slots
             .into_iter()
             .collect::<Option<Vec<R>>>()
-            .ok_or_else(|| Error::TaskPanicked {
-                worker: usize::MAX,
-                message: "internal error: a chunk finished without writing its results".into(),
-            })
+            .ok_or_else(|| Error::Internal("a chunk finished without writing its results".into()))
     }
 
     /// Hands `f` whole chunks: `f(&initret, offset, input, output)` where
@@ -339,8 +384,7 @@ impl<S: Send + Sync> Pool<S> {
         E: From<Error> + Send,
         F: Fn(&S, usize, &[T], &mut [R]) -> Result<(), E> + Sync,
     {
-        let per_task = 4 * self.threads().max(1);
-        self.map_chunks_by(items.len().div_ceil(per_task), items, out, f)
+        self.map_chunks_by(python_chunk_len(items.len(), self.threads()), items, out, f)
     }
 
     /// [`Pool::map_chunks`] with an explicit chunk length (at least 1).
@@ -383,9 +427,7 @@ impl<S: Send + Sync> Pool<S> {
             Error::ThreadSpawn("the pool's workers have already been shut down".into())
         })?;
         let chunk_len = chunk_len.max(1);
-        // The first failure by position wins; chunks beyond it need not run.
-        let first_failure: Mutex<Option<(usize, E)>> = Mutex::new(None);
-        let cutoff = AtomicUsize::new(usize::MAX);
+        let failures = FirstFailure::new();
         workers.install(|| {
             items
                 .par_chunks(chunk_len)
@@ -393,7 +435,7 @@ impl<S: Send + Sync> Pool<S> {
                 .enumerate()
                 .for_each(|(k, (input, output))| {
                     let offset = k * chunk_len;
-                    if offset > cutoff.load(Ordering::Relaxed) {
+                    if failures.failed_before(offset) {
                         return;
                     }
                     let worker = workers.current_thread_index().unwrap_or(usize::MAX);
@@ -408,29 +450,17 @@ impl<S: Send + Sync> Pool<S> {
                                     .into())
                                 })
                         }
-                        None => Err(Error::TaskPanicked {
-                            worker,
-                            message: "internal error: task ran outside the pool".into(),
-                        }
+                        None => Err(Error::Internal(format!(
+                            "a task ran on thread {worker}, outside the pool"
+                        ))
                         .into()),
                     };
                     if let Err(e) = outcome {
-                        cutoff.fetch_min(offset, Ordering::Relaxed);
-                        let mut first =
-                            first_failure.lock().unwrap_or_else(PoisonError::into_inner);
-                        if first.as_ref().is_none_or(|(o, _)| offset < *o) {
-                            *first = Some((offset, e));
-                        }
+                        failures.record(offset, e);
                     }
                 });
         });
-        match first_failure
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            Some((_, e)) => Err(e),
-            None => Ok(()),
-        }
+        failures.into_result()
     }
 }
 

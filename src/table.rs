@@ -75,12 +75,7 @@ impl BitTable {
             )));
         }
         let rows = words.len() / words_per_row;
-        // Query indices are u32, so row u32::MAX + 1 and beyond could never be read.
-        if rows as u64 > u64::from(u32::MAX) + 1 {
-            return Err(Error::InvalidTable(format!(
-                "{rows} rows: query indices are u32, so at most 2^32 rows are addressable"
-            )));
-        }
+        check_addressable(rows)?;
         Ok(BitTable {
             words_per_row,
             rows,
@@ -103,16 +98,38 @@ impl BitTable {
         words_per_row: usize,
         mut word: impl FnMut(usize, usize) -> u32,
     ) -> Result<BitTable, Error> {
+        if words_per_row == 0 {
+            return Err(Error::InvalidTable(
+                "words_per_row is 0: every row needs at least one word".into(),
+            ));
+        }
+        check_addressable(rows)?;
         let len = rows.checked_mul(words_per_row).ok_or_else(|| {
             Error::InvalidTable(format!("{rows} rows × {words_per_row} words overflows"))
         })?;
-        let mut words = Vec::with_capacity(len);
+        let mut words = Vec::new();
+        words.try_reserve_exact(len).map_err(|e| {
+            Error::InvalidTable(format!(
+                "{rows} rows × {words_per_row} words cannot be allocated: {e}"
+            ))
+        })?;
         for r in 0..rows {
             for w in 0..words_per_row {
                 words.push(word(r, w));
             }
         }
         BitTable::from_rows(words_per_row, words)
+    }
+
+    /// `Ok` if the table has at least one row; the [`Error::InvalidTable`]
+    /// every backend gives an empty table otherwise.
+    pub(crate) fn require_rows(&self) -> Result<(), Error> {
+        if self.rows == 0 {
+            return Err(Error::InvalidTable(
+                "the table has no rows, so no query can be answered".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Number of rows; valid query indices are `0..rows()`.
@@ -214,4 +231,14 @@ impl BitTable {
             .map(|row| row.iter().map(|w| w.count_ones()).sum())
             .collect()
     }
+}
+
+/// Query indices are `u32`, so row 2^32 and beyond could never be read.
+fn check_addressable(rows: usize) -> Result<(), Error> {
+    if rows as u64 > u64::from(u32::MAX) + 1 {
+        return Err(Error::InvalidTable(format!(
+            "{rows} rows: query indices are u32, so at most 2^32 rows are addressable"
+        )));
+    }
+    Ok(())
 }

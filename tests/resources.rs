@@ -6,11 +6,20 @@ mod common;
 use initret::bench::{SplitMix64, random_queries, random_table};
 use initret::{Backend, Dispatcher};
 
+/// The page size, which `/proc/self/statm` counts in.
+fn page_bytes() -> Option<u64> {
+    let out = std::process::Command::new("getconf")
+        .arg("PAGESIZE")
+        .output()
+        .ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
 /// Resident set size in bytes, from `/proc/self/statm` (second field, in pages).
-fn resident_bytes() -> Option<u64> {
+fn resident_bytes(page: u64) -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    Some(pages * page)
 }
 
 /// Allowed growth after warm-up. The largest batch's buffers (queries and
@@ -41,8 +50,8 @@ fn run_calls(dispatcher: &Dispatcher, rows: usize, calls: usize, rng: &mut Split
 
 #[test]
 fn ten_thousand_mixed_calls_keep_memory_flat() {
-    let Some(_) = resident_bytes() else {
-        eprintln!("skipping: /proc/self/statm is not available on this OS");
+    let Some(page) = page_bytes().filter(|&p| resident_bytes(p).is_some()) else {
+        eprintln!("skipping: /proc/self/statm or getconf is not available on this OS");
         return;
     };
     let table = random_table(1 << 16, 2, 1).expect("table");
@@ -56,9 +65,9 @@ fn ten_thousand_mixed_calls_keep_memory_flat() {
     for (name, dispatcher) in &backends {
         let mut rng = SplitMix64::new(7);
         run_calls(dispatcher, table.rows(), 1_000, &mut rng);
-        let before = resident_bytes().expect("statm");
+        let before = resident_bytes(page).expect("statm");
         run_calls(dispatcher, table.rows(), 10_000, &mut rng);
-        let after = resident_bytes().expect("statm");
+        let after = resident_bytes(page).expect("statm");
         let growth = after.saturating_sub(before);
         eprintln!("{name}: resident {before} -> {after} bytes (+{growth})");
         assert!(

@@ -39,6 +39,7 @@ pub(crate) unsafe fn lookup_raw<C: CountWord>(
     rows: usize,
     queries: &[u32],
     out: &mut [u32],
+    _streaming: bool,
 ) -> Result<(), usize> {
     lookup(&padded[..rows.min(padded.len())], queries, out)
 }

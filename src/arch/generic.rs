@@ -75,14 +75,9 @@ pub(crate) trait GatherVector: Copy {
     unsafe fn fence();
 }
 
-/// Outputs at least this long (in words) are written with streaming stores:
-/// they are far bigger than the caches, so bypassing them saves the
-/// read-for-ownership of every output line. Shorter outputs are stored
-/// normally, since the caller is likely to read them while they are cached.
-pub(crate) const STREAM_MIN_WORDS: usize = 1 << 18;
-
 /// `out[i] = counts[queries[i]]` (the first `rows` entries of `padded`),
-/// or the first bad position.
+/// or the first bad position. With `streaming`, full vectors are written
+/// with non-temporal stores.
 ///
 /// # Safety
 /// The CPU supports `V`'s ISA; `padded` holds `rows` counts and then enough
@@ -95,6 +90,7 @@ pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord>(
     rows: usize,
     queries: &[u32],
     out: &mut [u32],
+    streaming: bool,
 ) -> Result<(), usize> {
     let counts = &padded[..rows.min(padded.len())];
     let Some(last_row) = rows.checked_sub(1) else {
@@ -105,7 +101,6 @@ pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord>(
     let n = queries.len();
     // SAFETY: the caller guarantees the CPU supports V's ISA.
     let (max, mask) = unsafe { (V::splat(last_row as u32), V::splat(C::MASK)) };
-    let streaming = n >= STREAM_MIN_WORDS;
     // Streaming stores need aligned addresses: the scalar routine takes the
     // few queries before the first aligned output word.
     let mut i = if streaming {

@@ -121,6 +121,19 @@ impl Isa {
             .collect()
     }
 
+    /// The names of [`Isa::available`], comma-separated.
+    ///
+    /// ```
+    /// assert!(initret::arch::Isa::available_names().starts_with("scalar"));
+    /// ```
+    pub fn available_names() -> String {
+        Isa::available()
+            .iter()
+            .map(|i| i.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The fastest kernel this CPU can run, detected once per process.
     ///
     /// ```
@@ -174,11 +187,7 @@ impl Isa {
                 requested: self.name().into(),
                 reason: format!(
                     "this CPU or build lacks it; available here: {}",
-                    Isa::available()
-                        .iter()
-                        .map(|i| i.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    Isa::available_names()
                 ),
             })
         }
@@ -234,10 +243,17 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
     }
 }
 
+/// Batches of at least this many queries are written with streaming
+/// (non-temporal) stores by [`LookupKernel::lookup`]: their output is far
+/// bigger than the caches, so bypassing them saves the read-for-ownership of
+/// every output line. Smaller outputs are stored normally, since the caller
+/// is likely to read them while they are still cached.
+pub const STREAM_MIN_QUERIES: usize = 1 << 18;
+
 /// The raw per-ISA routine over counts of type `C`: `(padded counts, rows,
-/// queries, out)`. `unsafe` because it may use instructions the CPU lacks;
+/// queries, out, streaming)`. `unsafe` because it may use instructions the CPU lacks;
 /// [`LookupKernel`] only holds one whose ISA was checked.
-type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32]) -> Result<(), usize>;
+type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32], bool) -> Result<(), usize>;
 
 /// A lookup routine for one [`Isa`], chosen once (at dispatcher build) and
 /// then called directly through function pointers, one per count width.
@@ -313,6 +329,20 @@ impl LookupKernel {
         }
     }
 
+    /// Whether this kernel's vector routine can serve `counts`: the gathers
+    /// take signed 32-bit byte offsets, so tables past 2^31 bytes of counts
+    /// are served by the scalar routine instead.
+    ///
+    /// ```
+    /// use initret::arch::{CountTable, Isa, LookupKernel};
+    /// let kernel = LookupKernel::new(Isa::detected())?;
+    /// assert!(kernel.gathers(&CountTable::from_counts(&[1, 2, 3])));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn gathers(&self, counts: &CountTable) -> bool {
+        counts.rows().saturating_mul(counts.bytes_per_count()) <= 1 << 31
+    }
+
     /// The kernel `INITRET_FORCE_ISA` or CPU detection picks ([`Isa::selected`]).
     ///
     /// ```
@@ -335,7 +365,9 @@ impl LookupKernel {
         self.isa
     }
 
-    /// Writes the count of row `queries[i]` to `out[i]` for every `i`.
+    /// Writes the count of row `queries[i]` to `out[i]` for every `i`,
+    /// with streaming stores when there are at least [`STREAM_MIN_QUERIES`]
+    /// queries.
     ///
     /// Fails with [`Error::OutputLength`] if `out` and `queries` differ in
     /// length, and with [`Error::IndexOutOfRange`] at the first query
@@ -356,6 +388,30 @@ impl LookupKernel {
         queries: &[u32],
         out: &mut [u32],
     ) -> Result<(), Error> {
+        let streaming = queries.len() >= STREAM_MIN_QUERIES;
+        self.lookup_with_stores(counts, queries, out, streaming)
+    }
+
+    /// [`LookupKernel::lookup`] with the store kind chosen by the caller:
+    /// a caller that splits one large batch into chunks decides `streaming`
+    /// once, from the whole batch's size.
+    ///
+    /// ```
+    /// use initret::arch::{CountTable, Isa, LookupKernel};
+    ///
+    /// let kernel = LookupKernel::new(Isa::detected())?;
+    /// let mut out = [0; 3];
+    /// kernel.lookup_with_stores(&CountTable::from_counts(&[4, 5]), &[1, 0, 1], &mut out, true)?;
+    /// assert_eq!(out, [5, 4, 5]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn lookup_with_stores(
+        &self,
+        counts: &CountTable,
+        queries: &[u32],
+        out: &mut [u32],
+        streaming: bool,
+    ) -> Result<(), Error> {
         if out.len() != queries.len() {
             return Err(Error::OutputLength {
                 queries: queries.len(),
@@ -365,7 +421,7 @@ impl LookupKernel {
         let rows = counts.rows();
         // The gathers take signed 32-bit byte offsets: tables past 2^31
         // bytes of counts go to the scalar routine, which indexes with usize.
-        let kernel = if rows.saturating_mul(counts.bytes_per_count()) <= 1 << 31 {
+        let kernel = if self.gathers(counts) {
             *self
         } else {
             LookupKernel::scalar(self.isa)
@@ -377,9 +433,9 @@ impl LookupKernel {
         // vector routines only see tables of at most 2^31 bytes (above).
         let result = unsafe {
             match counts.words() {
-                CountWords::U8(words) => (kernel.u8)(words, rows, queries, out),
-                CountWords::U16(words) => (kernel.u16)(words, rows, queries, out),
-                CountWords::U32(words) => (kernel.u32)(words, rows, queries, out),
+                CountWords::U8(words) => (kernel.u8)(words, rows, queries, out, streaming),
+                CountWords::U16(words) => (kernel.u16)(words, rows, queries, out, streaming),
+                CountWords::U32(words) => (kernel.u32)(words, rows, queries, out, streaming),
             }
         };
         result.map_err(|position| Error::IndexOutOfRange {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use initret::bench::{SplitMix64, random_queries};
-use initret::{Backend, BitTable, Dispatcher};
+use initret::{Backend, BitTable, Dispatcher, Error};
 
 /// Whether `INITRET_REQUIRE_GPU=1` turns a missing adapter into a failure.
 /// Builds without the `gpu` feature never require one.
@@ -13,15 +13,16 @@ pub fn gpu_required() -> bool {
 }
 
 /// A `Backend::Gpu` dispatcher for `table`, or `None` after printing why
-/// there is none; panics instead when the GPU is required.
+/// there is none (`GpuUnavailable`); panics instead when the GPU is
+/// required, and on any other error, which is a failure wherever it happens.
 pub fn gpu_dispatcher(table: &BitTable) -> Option<Dispatcher> {
     match Dispatcher::new(table.clone(), Backend::Gpu) {
         Ok(d) => Some(d),
-        Err(e) if gpu_required() => panic!("INITRET_REQUIRE_GPU=1 but no GPU backend: {e}"),
-        Err(e) => {
-            eprintln!("skipping the GPU backend: {e}");
+        Err(Error::GpuUnavailable(reason)) if !gpu_required() => {
+            eprintln!("skipping the GPU backend: {reason}");
             None
         }
+        Err(e) => panic!("building the GPU backend failed: {e}"),
     }
 }
 

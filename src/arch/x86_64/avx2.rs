@@ -77,7 +77,8 @@ pub(crate) unsafe fn lookup<C: CountWord>(
     rows: usize,
     queries: &[u32],
     out: &mut [u32],
+    streaming: bool,
 ) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m256i, C>(padded, rows, queries, out) }
+    unsafe { generic::lookup::<__m256i, C>(padded, rows, queries, out, streaming) }
 }
