@@ -39,25 +39,11 @@ fn main() -> ExitCode {
 mod demo {
     use std::time::{Duration, Instant};
 
+    use initret::bench::random_queries;
     use initret::gpu::{GpuBackend, adapters};
-    use initret::{BitTable, Error};
+    use initret::{BitTable, Error, SEED_CHECKSUM, SEED_ROWS};
 
-    const SEED_ROWS: u32 = 65535;
-    const SEED_CHECKSUM: u64 = 524_272;
     const LARGE_BATCH: usize = 1 << 24;
-
-    /// splitmix64: enough randomness for test indices, no dependency.
-    struct SplitMix(u64);
-
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
 
     fn ms(d: Duration) -> String {
         format!("{:.3} ms", d.as_secs_f64() * 1e3)
@@ -115,10 +101,7 @@ mod demo {
         );
 
         // 2^24 random indices.
-        let mut rng = SplitMix(0x1417_2024);
-        let large: Vec<u32> = (0..LARGE_BATCH)
-            .map(|_| (rng.next() % u64::from(SEED_ROWS)) as u32)
-            .collect();
+        let large = random_queries(LARGE_BATCH, SEED_ROWS as usize, 0x1417_2024);
         let expected = table.reference_popcount(&large)?;
         let started = Instant::now();
         let first_counts = gpu.popcount(&large)?;

@@ -11,6 +11,9 @@
 
 use std::sync::Arc;
 
+mod common;
+
+use initret::bench::SplitMix64;
 use initret::gpu::{GpuBackend, adapters};
 use initret::{BitTable, Error};
 
@@ -19,9 +22,7 @@ use initret::{BitTable, Error};
 fn backend(table: &BitTable) -> Option<GpuBackend> {
     match GpuBackend::new(table) {
         Ok(gpu) => Some(gpu),
-        Err(Error::GpuUnavailable(reason))
-            if std::env::var("INITRET_REQUIRE_GPU").as_deref() != Ok("1") =>
-        {
+        Err(Error::GpuUnavailable(reason)) if !common::gpu_required() => {
             eprintln!("skipping GPU test: {reason}");
             None
         }
@@ -29,20 +30,20 @@ fn backend(table: &BitTable) -> Option<GpuBackend> {
     }
 }
 
-/// splitmix64, for reproducible random tables and queries.
-struct Rng(u64);
+/// Reproducible random tables and queries, on the crate's own generator.
+struct Rng(SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: usize) -> u32 {
-        (self.next() % n as u64) as u32
+        self.0.below(n as u64) as u32
     }
 
     fn table(&mut self, rows: usize, words_per_row: usize) -> BitTable {
@@ -67,7 +68,7 @@ fn assert_out_of_range(result: Result<Vec<u32>, Error>, position: usize, index: 
 
 #[test]
 fn matches_reference_on_random_tables() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     for words_per_row in [1, 2, 3, 4, 8, 16] {
         let rows = 1 + rng.below(3000) as usize;
         let table = rng.table(rows, words_per_row);
@@ -96,7 +97,7 @@ fn seed_workload_checksum() {
 
 #[test]
 fn many_small_chunks_stream_through_the_ring() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     let table = rng.table(777, 3);
     let Some(gpu) = backend(&table) else { return };
     gpu.set_chunk_queries_for_test(100);
@@ -116,7 +117,7 @@ fn batch_larger_than_one_dispatch_dimension() {
     let len = 65535 * 64 + 1000;
     let table = BitTable::seed(65535);
     let Some(gpu) = backend(&table) else { return };
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let queries = rng.queries(len, 65535);
     let expected = table.reference_popcount(&queries).unwrap();
     // Default chunks (streamed), then the whole batch as one dispatch.
@@ -159,7 +160,7 @@ fn empty_batch_and_output_length() {
 #[test]
 fn out_of_range_reports_lowest_position() {
     let rows = 1000;
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     let table = rng.table(rows, 2);
     let Some(gpu) = backend(&table) else { return };
     let len = 5000;
@@ -196,7 +197,7 @@ fn out_of_range_reports_lowest_position() {
 #[test]
 fn out_of_range_in_a_later_chunk() {
     let rows = 300;
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let table = rng.table(rows, 1);
     let Some(gpu) = backend(&table) else { return };
     gpu.set_chunk_queries_for_test(64);
@@ -225,7 +226,7 @@ fn table_without_rows_rejects_every_index() {
 
 #[test]
 fn repeated_calls_reuse_buffers() {
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     let table = rng.table(500, 4);
     let Some(gpu) = backend(&table) else { return };
     let queries = rng.queries(20_000, 500);
@@ -252,7 +253,7 @@ fn repeated_calls_reuse_buffers() {
 
 #[test]
 fn resident_round_trip() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let rows = 4096;
     let table = rng.table(rows, 3);
     let Some(gpu) = backend(&table) else { return };
@@ -283,7 +284,7 @@ fn resident_round_trip() {
 
 #[test]
 fn resident_segments_and_bad_indices() {
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let rows = 100;
     let table = rng.table(rows, 1);
     let Some(gpu) = backend(&table) else { return };
@@ -402,7 +403,7 @@ fn table_past_the_binding_limit_is_refused() {
 
 #[test]
 fn concurrent_calls_from_eight_threads() {
-    let mut rng = Rng(9);
+    let mut rng = Rng::new(9);
     let rows = 2000;
     let table = Arc::new(rng.table(rows, 2));
     let Some(gpu) = backend(&table) else { return };
@@ -412,7 +413,7 @@ fn concurrent_calls_from_eight_threads() {
             let gpu = Arc::clone(&gpu);
             let table = Arc::clone(&table);
             std::thread::spawn(move || {
-                let mut rng = Rng(100 + t);
+                let mut rng = Rng::new(100 + t);
                 for round in 0..20 {
                     let len = 1 + rng.below(3000) as usize;
                     let mut queries = rng.queries(len, rows);
