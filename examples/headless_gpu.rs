@@ -39,8 +39,8 @@ fn main() -> ExitCode {
 mod demo {
     use std::time::{Duration, Instant};
 
-    use initret::bench::random_queries;
     use initret::gpu::{GpuBackend, adapters};
+    use initret::random::random_queries;
     use initret::{BitTable, Error, SEED_CHECKSUM, SEED_ROWS};
 
     const LARGE_BATCH: usize = 1 << 24;

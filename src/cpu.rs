@@ -3,8 +3,7 @@
 //! once at build time.
 
 use crate::arch::{CountTable, Isa, LookupKernel, STREAM_MIN_QUERIES};
-use crate::pool::python_chunk_len;
-use crate::{BitTable, Error, Pool};
+use crate::{BitTable, Error, Pool, python_chunk_len};
 
 /// Batches up to this many queries run on the calling thread against worker
 /// 0's table: handing them to the pool costs more than the lookups.
@@ -151,24 +150,8 @@ impl CpuBackend {
             .map_chunks_by(chunk, queries, out, |counts, offset, queries, out| {
                 self.kernel
                     .lookup_with_stores(counts, queries, out, streaming)
-                    .map_err(|e| shift_position(e, offset))
+                    .map_err(|e| e.offset_position(offset))
             })
-    }
-}
-
-/// Turns a chunk-relative [`Error::IndexOutOfRange`] into a batch-relative one.
-pub(crate) fn shift_position(error: Error, offset: usize) -> Error {
-    match error {
-        Error::IndexOutOfRange {
-            position,
-            index,
-            rows,
-        } => Error::IndexOutOfRange {
-            position: position + offset,
-            index,
-            rows,
-        },
-        other => other,
     }
 }
 

@@ -3,8 +3,6 @@
 use std::fmt;
 #[cfg(feature = "gpu")]
 use std::sync::OnceLock;
-#[cfg(feature = "gpu")]
-use std::time::Duration;
 
 use crate::arch::Isa;
 use crate::cpu::CpuBackend;
@@ -289,14 +287,12 @@ fn measure_crossover(
     cpu: &CpuBackend,
     gpu: &GpuBackend,
 ) -> Result<Option<usize>, Error> {
-    fn best(f: impl FnMut() -> Result<(), Error>) -> Result<Duration, Error> {
-        crate::bench::best_run(3..=3, Duration::ZERO, f).map(|(best, ())| best)
-    }
+    use crate::timing::best_of;
     for n in CROSSOVER_CANDIDATES {
-        let queries = crate::bench::random_queries(n, rows, n as u64);
+        let queries = crate::random::random_queries(n, rows, n as u64);
         let mut out = vec![0; n];
-        let cpu_time = best(|| cpu.popcount_into(&queries, &mut out))?;
-        let gpu_time = best(|| gpu.popcount_into(&queries, &mut out))?;
+        let cpu_time = best_of(3, || cpu.popcount_into(&queries, &mut out))?;
+        let gpu_time = best_of(3, || gpu.popcount_into(&queries, &mut out))?;
         if gpu_time < cpu_time {
             return Ok(Some(n));
         }

@@ -115,6 +115,37 @@ pub enum Error {
     Internal(String),
 }
 
+impl Error {
+    /// This error with its query position moved `offset` further on: turns
+    /// an [`Error::IndexOutOfRange`] found in a chunk into one about the
+    /// whole batch the chunk starts `offset` into. Other errors are returned
+    /// unchanged.
+    ///
+    /// ```
+    /// use initret::Error;
+    ///
+    /// let in_chunk = Error::IndexOutOfRange { position: 3, index: 9, rows: 4 };
+    /// assert!(matches!(
+    ///     in_chunk.offset_position(100),
+    ///     Error::IndexOutOfRange { position: 103, index: 9, rows: 4 }
+    /// ));
+    /// ```
+    pub fn offset_position(self, offset: usize) -> Error {
+        match self {
+            Error::IndexOutOfRange {
+                position,
+                index,
+                rows,
+            } => Error::IndexOutOfRange {
+                position: position + offset,
+                index,
+                rows,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Turns a panic payload into the message it carries, for error reports.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {

@@ -28,19 +28,19 @@
 #![warn(missing_docs)]
 
 pub mod arch;
-pub mod baseline;
-pub mod bench;
 pub mod cpu;
 mod dispatcher;
 mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 mod pool;
+pub mod random;
 mod table;
+mod timing;
 
 pub use dispatcher::{Backend, Dispatcher, DispatcherBuilder};
 pub use error::Error;
-pub use pool::{Pool, PoolBuilder};
+pub use pool::{Pool, PoolBuilder, python_chunk_len};
 pub use table::BitTable;
 
 /// The README's examples, compiled and run as doctests.

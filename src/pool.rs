@@ -150,8 +150,13 @@ impl PoolBuilder {
 }
 
 /// Python's default `Pool.map` chunk size: `ceil(len / (4 × workers))`, at
-/// least 1.
-pub(crate) fn python_chunk_len(len: usize, workers: usize) -> usize {
+/// least 1. [`Pool::map`] splits its input the same way.
+///
+/// ```
+/// assert_eq!(initret::python_chunk_len(65535, 2), 8192);
+/// assert_eq!(initret::python_chunk_len(0, 4), 1);
+/// ```
+pub fn python_chunk_len(len: usize, workers: usize) -> usize {
     len.div_ceil(4 * workers.max(1)).max(1)
 }
 

@@ -3,8 +3,8 @@
 mod common;
 
 use initret::arch::Isa;
-use initret::bench::{SplitMix64, random_queries, random_table};
 use initret::cpu::INLINE_MAX_QUERIES;
+use initret::random::{SplitMix64, random_queries, random_table};
 use initret::{Backend, BitTable, Dispatcher, Error, SEED_CHECKSUM, SEED_ROWS};
 
 fn cpu_dispatchers(table: &BitTable) -> Vec<Dispatcher> {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use initret::bench::{SplitMix64, random_queries, random_table};
+use initret::random::{SplitMix64, random_queries, random_table};
 use initret::{Backend, BitTable, Dispatcher, Error, SEED_CHECKSUM, SEED_ROWS};
 
 use common::gpu_dispatcher;

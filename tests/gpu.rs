@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 mod common;
 
-use initret::bench::SplitMix64;
 use initret::gpu::{GpuBackend, adapters};
+use initret::random::SplitMix64;
 use initret::{BitTable, Error};
 
 /// Builds the backend, or `None` (test skipped) when there is no GPU and

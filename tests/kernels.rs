@@ -1,7 +1,7 @@
 //! Every lookup kernel against the scalar reference (`BitTable::reference_popcount`).
 
 use initret::arch::{CountTable, Isa, LookupKernel};
-use initret::bench::{SplitMix64, random_queries, random_table};
+use initret::random::{SplitMix64, random_queries, random_table};
 use initret::{BitTable, Error};
 
 const WIDTHS: [usize; 6] = [1, 2, 3, 4, 8, 16];

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use initret::bench::{SplitMix64, random_queries};
+use initret::random::{SplitMix64, random_queries};
 use initret::{Backend, BitTable, Dispatcher, Error};
 
 /// Whether `INITRET_REQUIRE_GPU=1` turns a missing adapter into a failure.

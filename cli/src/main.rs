@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use initret::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
-use initret::bench::{self, PointConfig};
 use initret::{Backend, BitTable, Dispatcher, Error, Pool, SEED_CHECKSUM, SEED_ROWS};
+use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
+use initret_cli::bench::{self, PointConfig};
 
 const USAGE: &str = "\
 usage: initret [COMMAND] [OPTIONS]

@@ -1,5 +1,5 @@
 //! The recipes users compare against, with the same semantics as
-//! [`Dispatcher`](crate::Dispatcher) (popcount of each queried row, first bad
+//! [`Dispatcher`](initret::Dispatcher) (popcount of each queried row, first bad
 //! position reported as [`Error::IndexOutOfRange`]). For comparison only.
 //!
 //! * [`serial`]: one thread, the plain loop.
@@ -18,15 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use crate::cpu::shift_position;
-use crate::pool::{FirstFailure, python_chunk_len};
-use crate::{BitTable, Error};
+use initret::{BitTable, Error, python_chunk_len};
 
 /// What a baseline produced and how often it built or copied its state.
 ///
 /// ```
 /// let t = initret::BitTable::seed(8);
-/// let outcome = initret::baseline::rayon_map_init(&t, &[1, 2, 3])?;
+/// let outcome = initret_cli::baseline::rayon_map_init(&t, &[1, 2, 3])?;
 /// assert_eq!(outcome.counts, vec![1, 1, 2]);
 /// assert!(outcome.init_calls >= 1);
 /// # Ok::<(), initret::Error>(())
@@ -42,7 +40,7 @@ pub struct Outcome {
 /// The plain serial loop: `func(i) = cache[i].count("1")` for each query.
 ///
 /// ```
-/// assert_eq!(initret::baseline::serial(&initret::BitTable::seed(8), &[7, 1])?, vec![3, 1]);
+/// assert_eq!(initret_cli::baseline::serial(&initret::BitTable::seed(8), &[7, 1])?, vec![3, 1]);
 /// # Ok::<(), initret::Error>(())
 /// ```
 pub fn serial(table: &BitTable, queries: &[u32]) -> Result<Vec<u32>, Error> {
@@ -65,7 +63,7 @@ fn first_out_of_range(queries: &[u32], rows: usize) -> Result<(), Error> {
 /// How many items each task of a [`PerCallCopy`] run carries.
 ///
 /// ```
-/// use initret::baseline::TaskSize;
+/// use initret_cli::baseline::TaskSize;
 /// assert_eq!(TaskSize::PythonDefault.items(65535, 2), 8192);
 /// assert_eq!(TaskSize::One.items(65535, 2), 1);
 /// ```
@@ -83,7 +81,7 @@ impl TaskSize {
     /// Items per task for a batch of `len` items on `workers` workers.
     ///
     /// ```
-    /// assert_eq!(initret::baseline::TaskSize::Items(0).items(10, 2), 1);
+    /// assert_eq!(initret_cli::baseline::TaskSize::Items(0).items(10, 2), 1);
     /// ```
     pub fn items(self, len: usize, workers: usize) -> usize {
         match self {
@@ -99,7 +97,7 @@ impl TaskSize {
 /// same thread count as the pools they are compared with.
 ///
 /// ```
-/// let pool = initret::baseline::thread_pool(2, "ref")?;
+/// let pool = initret_cli::baseline::thread_pool(2, "ref")?;
 /// assert_eq!(pool.current_num_threads(), 2);
 /// # Ok::<(), initret::Error>(())
 /// ```
@@ -115,7 +113,7 @@ pub fn thread_pool(workers: usize, name: &'static str) -> Result<rayon::ThreadPo
 /// every task and ships the copy with it; the worker uses it once and drops it.
 ///
 /// ```
-/// use initret::baseline::{PerCallCopy, TaskSize};
+/// use initret_cli::baseline::{PerCallCopy, TaskSize};
 ///
 /// let pool = PerCallCopy::new(2, TaskSize::One)?;
 /// let outcome = pool.run(&initret::BitTable::seed(8), &[7, 3, 0])?;
@@ -133,7 +131,7 @@ impl PerCallCopy {
     /// A pool of `workers` threads (0: one per CPU) handing out tasks of `task_size`.
     ///
     /// ```
-    /// let p = initret::baseline::PerCallCopy::new(1, initret::baseline::TaskSize::PythonDefault)?;
+    /// let p = initret_cli::baseline::PerCallCopy::new(1, initret_cli::baseline::TaskSize::PythonDefault)?;
     /// assert_eq!(p.workers(), 1);
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -147,7 +145,7 @@ impl PerCallCopy {
     /// Number of worker threads.
     ///
     /// ```
-    /// let p = initret::baseline::PerCallCopy::new(2, initret::baseline::TaskSize::One)?;
+    /// let p = initret_cli::baseline::PerCallCopy::new(2, initret_cli::baseline::TaskSize::One)?;
     /// assert_eq!(p.workers(), 2);
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -158,33 +156,37 @@ impl PerCallCopy {
     /// Runs the batch; `init_calls` is the number of table copies made.
     ///
     /// ```
-    /// let p = initret::baseline::PerCallCopy::new(1, initret::baseline::TaskSize::Items(2))?;
+    /// let p = initret_cli::baseline::PerCallCopy::new(1, initret_cli::baseline::TaskSize::Items(2))?;
     /// assert_eq!(p.run(&initret::BitTable::seed(8), &[1, 2, 3])?.init_calls, 2);
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn run(&self, table: &BitTable, queries: &[u32]) -> Result<Outcome, Error> {
         let task = self.task_size.items(queries.len(), self.workers());
         let mut counts = vec![0; queries.len()];
-        let failures = FirstFailure::<Error>::new();
+        // One slot per task; the first failing task (lowest position) wins.
+        let mut results: Vec<Result<(), Error>> = Vec::new();
+        results.resize_with(queries.len().div_ceil(task.max(1)), || Ok(()));
         let mut copies = 0;
         self.pool.scope(|scope| {
-            for (k, (input, output)) in queries
+            for (k, ((input, output), result)) in queries
                 .chunks(task)
                 .zip(counts.chunks_mut(task))
+                .zip(results.iter_mut())
                 .enumerate()
             {
                 // The copy is made by the submitting thread, as pickling is
                 // done by the parent for every task.
                 let copy = table.clone();
                 copies += 1;
-                let failures = &failures;
-                scope.spawn(move |_| match copy.reference_popcount(input) {
-                    Ok(result) => output.copy_from_slice(&result),
-                    Err(e) => failures.record(k * task, shift_position(e, k * task)),
+                scope.spawn(move |_| {
+                    *result = copy
+                        .reference_popcount(input)
+                        .map(|counts| output.copy_from_slice(&counts))
+                        .map_err(|e| e.offset_position(k * task));
                 });
             }
         });
-        failures.into_result()?;
+        results.into_iter().collect::<Result<(), Error>>()?;
         Ok(Outcome {
             counts,
             init_calls: copies,
@@ -202,7 +204,7 @@ thread_local! {
 /// there for every item.
 ///
 /// ```
-/// use initret::baseline::GlobalInitializer;
+/// use initret_cli::baseline::GlobalInitializer;
 ///
 /// let pool = GlobalInitializer::new(initret::BitTable::seed(8), 2)?;
 /// assert_eq!(pool.init_calls(), 2);
@@ -221,7 +223,7 @@ impl GlobalInitializer {
     /// of `table` in the thread-local global when it starts.
     ///
     /// ```
-    /// let p = initret::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 1)?;
+    /// let p = initret_cli::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 1)?;
     /// # let _ = p;
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -255,7 +257,7 @@ impl GlobalInitializer {
     /// Number of times the initializer ran (once per worker).
     ///
     /// ```
-    /// let p = initret::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 2)?;
+    /// let p = initret_cli::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 2)?;
     /// assert_eq!(p.init_calls(), 2);
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -266,7 +268,7 @@ impl GlobalInitializer {
     /// Number of worker threads.
     ///
     /// ```
-    /// let p = initret::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 2)?;
+    /// let p = initret_cli::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 2)?;
     /// assert_eq!(p.workers(), 2);
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -278,7 +280,7 @@ impl GlobalInitializer {
     /// Python's default chunks.
     ///
     /// ```
-    /// let p = initret::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 1)?;
+    /// let p = initret_cli::baseline::GlobalInitializer::new(initret::BitTable::seed(4), 1)?;
     /// assert!(p.run(&[4]).is_err());
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -322,7 +324,7 @@ impl GlobalInitializer {
 /// init; `init_calls` reports how many times rayon called it.
 ///
 /// ```
-/// let outcome = initret::baseline::rayon_map_init(&initret::BitTable::seed(4), &[3, 3])?;
+/// let outcome = initret_cli::baseline::rayon_map_init(&initret::BitTable::seed(4), &[3, 3])?;
 /// assert_eq!(outcome.counts, vec![2, 2]);
 /// # Ok::<(), initret::Error>(())
 /// ```
@@ -360,7 +362,7 @@ pub fn rayon_map_init(table: &BitTable, queries: &[u32]) -> Result<Outcome, Erro
 ///
 /// ```
 /// let mut out = Vec::new();
-/// initret::baseline::naive_rayon_into(&initret::BitTable::seed(4), &[3, 1], &mut out)?;
+/// initret_cli::baseline::naive_rayon_into(&initret::BitTable::seed(4), &[3, 1], &mut out)?;
 /// assert_eq!(out, [2, 1]);
 /// # Ok::<(), initret::Error>(())
 /// ```

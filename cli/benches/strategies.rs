@@ -3,17 +3,17 @@
 //! naive rayon loop) measured beside them. Throughput is in bytes moved
 //! (8 per lookup), so criterion's GB/s column compares directly with memcpy;
 //! the ratios are printed at the end from one more measurement of the same
-//! strategies (`initret::bench::measure_cpu_point`).
+//! strategies (`initret_cli::bench::measure_cpu_point`).
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use initret::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
-use initret::bench::{
+use initret::{Backend, Dispatcher};
+use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
+use initret_cli::bench::{
     Point, PointConfig, format_table, measure_cpu_point, parallel_memcpy, random_queries,
     random_table,
 };
-use initret::{Backend, Dispatcher};
 
 const ROWS: usize = 1 << 16;
 

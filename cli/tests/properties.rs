@@ -2,12 +2,14 @@
 //! with the scalar reference, and a planted bad index is reported at exactly
 //! its position everywhere.
 
+// The library's shared test helpers (one GPU-or-skip rule for every test).
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use initret::arch::Isa;
-use initret::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
-use initret::bench::SplitMix64;
 use initret::{Backend, BitTable, Dispatcher, Error};
+use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
+use initret_cli::bench::SplitMix64;
 use proptest::prelude::*;
 
 /// How a generated row is filled.

@@ -19,81 +19,11 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::Error;
-use crate::pool::python_chunk_len;
-use crate::table::BitTable;
+pub use initret::random::{SplitMix64, random_queries, random_table};
+use initret::{BitTable, Error, python_chunk_len};
 
 /// Each row is repeated until it has run at least this long in total.
 pub const MIN_SECONDS_PER_ROW: f64 = 0.3;
-
-/// A small, fast, deterministic generator (splitmix64) for benchmark and
-/// test data.
-///
-/// ```
-/// let mut rng = initret::bench::SplitMix64::new(1);
-/// let a = rng.next_u64();
-/// assert_ne!(a, rng.next_u64());
-/// ```
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator started from `seed`.
-    ///
-    /// ```
-    /// let rng = initret::bench::SplitMix64::new(42);
-    /// # let _ = rng;
-    /// ```
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    ///
-    /// ```
-    /// let x = initret::bench::SplitMix64::new(0).next_u64();
-    /// # let _ = x;
-    /// ```
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..bound` (`bound > 0`).
-    ///
-    /// ```
-    /// assert!(initret::bench::SplitMix64::new(3).below(10) < 10);
-    /// ```
-    pub fn below(&mut self, bound: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
-    }
-}
-
-/// `rows × words_per_row` random words.
-///
-/// ```
-/// let t = initret::bench::random_table(10, 3, 7)?;
-/// assert_eq!((t.rows(), t.words_per_row()), (10, 3));
-/// # Ok::<(), initret::Error>(())
-/// ```
-pub fn random_table(rows: usize, words_per_row: usize, seed: u64) -> Result<BitTable, Error> {
-    let mut rng = SplitMix64::new(seed);
-    BitTable::from_fn(rows, words_per_row, |_, _| rng.next_u64() as u32)
-}
-
-/// `n` random indices in `0..rows` (`rows > 0`).
-///
-/// ```
-/// let q = initret::bench::random_queries(100, 5, 1);
-/// assert!(q.iter().all(|&i| i < 5));
-/// ```
-pub fn random_queries(n: usize, rows: usize, seed: u64) -> Vec<u32> {
-    let mut rng = SplitMix64::new(seed);
-    (0..n).map(|_| rng.below(rows as u64) as u32).collect()
-}
 
 /// Copies `src` into `dst` on the current rayon pool: the memory-bandwidth
 /// reference. Fails with [`Error::OutputLength`] if the lengths differ.
@@ -101,9 +31,9 @@ pub fn random_queries(n: usize, rows: usize, seed: u64) -> Vec<u32> {
 /// ```
 /// let src = vec![1u32; 1000];
 /// let mut dst = vec![0u32; 1000];
-/// initret::bench::parallel_memcpy(&src, &mut dst)?;
+/// initret_cli::bench::parallel_memcpy(&src, &mut dst)?;
 /// assert_eq!(src, dst);
-/// assert!(initret::bench::parallel_memcpy(&src, &mut [0; 3]).is_err());
+/// assert!(initret_cli::bench::parallel_memcpy(&src, &mut [0; 3]).is_err());
 /// # Ok::<(), initret::Error>(())
 /// ```
 pub fn parallel_memcpy(src: &[u32], dst: &mut [u32]) -> Result<(), Error> {
@@ -128,7 +58,7 @@ pub fn parallel_memcpy(src: &[u32], dst: &mut [u32]) -> Result<(), Error> {
 /// ```
 /// use std::time::Duration;
 ///
-/// let (best, value) = initret::bench::best_run(1..=5, Duration::ZERO, || Ok(7))?;
+/// let (best, value) = initret_cli::bench::best_run(1..=5, Duration::ZERO, || Ok(7))?;
 /// assert_eq!(value, 7);
 /// assert!(best < Duration::from_secs(1));
 /// # Ok::<(), initret::Error>(())
@@ -157,7 +87,7 @@ pub fn best_run<T>(
 /// [`MIN_SECONDS_PER_ROW`] in total (at most 1000 runs).
 ///
 /// ```
-/// let best = initret::bench::best_time(|| Ok(std::hint::black_box(1 + 1)))?;
+/// let best = initret_cli::bench::best_time(|| Ok(std::hint::black_box(1 + 1)))?;
 /// assert!(best.as_secs_f64() < 1.0);
 /// # Ok::<(), initret::Error>(())
 /// ```
@@ -169,7 +99,7 @@ pub fn best_time<T>(f: impl FnMut() -> Result<T, Error>) -> Result<Duration, Err
 /// One measured strategy at one point of the sweep.
 ///
 /// ```
-/// use initret::bench::BenchRow;
+/// use initret_cli::bench::BenchRow;
 ///
 /// let row = BenchRow::new("x", "cpu", 1024, 1, 0.001);
 /// assert_eq!(row.lookups_per_s, 1024.0 / 0.001);
@@ -203,7 +133,7 @@ impl BenchRow {
     /// A row with its ratios still unset (NaN); see [`BenchRow::with_references`].
     ///
     /// ```
-    /// let row = initret::bench::BenchRow::new("memcpy", "cpu", 10, 1, 1e-6);
+    /// let row = initret_cli::bench::BenchRow::new("memcpy", "cpu", 10, 1, 1e-6);
     /// assert!(row.ratio_to_memcpy.is_nan());
     /// ```
     pub fn new(
@@ -230,7 +160,7 @@ impl BenchRow {
     /// Sets the ratios against the memcpy and naive-rayon times of this run.
     ///
     /// ```
-    /// let row = initret::bench::BenchRow::new("x", "cpu", 10, 1, 2.0).with_references(1.0, 4.0);
+    /// let row = initret_cli::bench::BenchRow::new("x", "cpu", 10, 1, 2.0).with_references(1.0, 4.0);
     /// assert_eq!((row.ratio_to_memcpy, row.ratio_to_naive_rayon), (0.5, 2.0));
     /// ```
     pub fn with_references(mut self, memcpy_seconds: f64, naive_rayon_seconds: f64) -> BenchRow {
@@ -242,7 +172,7 @@ impl BenchRow {
     /// The row as one JSON object on one line.
     ///
     /// ```
-    /// let row = initret::bench::BenchRow::new("x", "cpu", 10, 1, 2.0);
+    /// let row = initret_cli::bench::BenchRow::new("x", "cpu", 10, 1, 2.0);
     /// assert!(row.to_json().starts_with('{'));
     /// ```
     pub fn to_json(&self) -> String {
@@ -275,7 +205,7 @@ impl BenchRow {
 /// `s` as a JSON string literal.
 ///
 /// ```
-/// assert_eq!(initret::bench::json_string("a\"b"), "\"a\\\"b\"");
+/// assert_eq!(initret_cli::bench::json_string("a\"b"), "\"a\\\"b\"");
 /// ```
 pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -297,8 +227,8 @@ pub fn json_string(s: &str) -> String {
 /// Renders rows as an aligned text table.
 ///
 /// ```
-/// let rows = [initret::bench::BenchRow::new("x", "cpu", 10, 1, 2.0).with_references(1.0, 1.0)];
-/// assert!(initret::bench::format_table(&rows).contains("ratio_to_memcpy"));
+/// let rows = [initret_cli::bench::BenchRow::new("x", "cpu", 10, 1, 2.0).with_references(1.0, 1.0)];
+/// assert!(initret_cli::bench::format_table(&rows).contains("ratio_to_memcpy"));
 /// ```
 pub fn format_table(rows: &[BenchRow]) -> String {
     fn ratio(x: Option<f64>) -> String {
@@ -346,7 +276,7 @@ fn truncate(s: &str, n: usize) -> String {
 /// What one point of the sweep measures.
 ///
 /// ```
-/// let config = initret::bench::PointConfig { rows: 1 << 16, threads: 0, baselines: true };
+/// let config = initret_cli::bench::PointConfig { rows: 1 << 16, threads: 0, baselines: true };
 /// # let _ = config;
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -365,8 +295,8 @@ pub struct PointConfig {
 /// `queries` random indices into it, and their expected counts.
 ///
 /// ```
-/// let config = initret::bench::PointConfig { rows: 16, threads: 1, baselines: false };
-/// let point = initret::bench::Point::new(&config, 5, 3)?;
+/// let config = initret_cli::bench::PointConfig { rows: 16, threads: 1, baselines: false };
+/// let point = initret_cli::bench::Point::new(&config, 5, 3)?;
 /// assert_eq!((point.table.words_per_row(), point.queries.len()), (3, 5));
 /// assert_eq!(point.expected, point.table.reference_popcount(&point.queries)?);
 /// # Ok::<(), initret::Error>(())
@@ -386,9 +316,9 @@ impl Point {
     /// same arguments give the same data).
     ///
     /// ```
-    /// let config = initret::bench::PointConfig { rows: 8, threads: 1, baselines: false };
-    /// let a = initret::bench::Point::new(&config, 4, 1)?;
-    /// let b = initret::bench::Point::new(&config, 4, 1)?;
+    /// let config = initret_cli::bench::PointConfig { rows: 8, threads: 1, baselines: false };
+    /// let a = initret_cli::bench::Point::new(&config, 4, 1)?;
+    /// let b = initret_cli::bench::Point::new(&config, 4, 1)?;
     /// assert_eq!(a.queries, b.queries);
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -424,7 +354,7 @@ impl Point {
 /// a row.
 ///
 /// ```
-/// use initret::bench::{PointConfig, Point, measure_cpu_point};
+/// use initret_cli::bench::{PointConfig, Point, measure_cpu_point};
 ///
 /// let config = PointConfig { rows: 1024, threads: 1, baselines: false };
 /// let rows = measure_cpu_point(&config, &Point::new(&config, 1024, 1)?)?;
@@ -433,7 +363,7 @@ impl Point {
 /// ```
 pub fn measure_cpu_point(config: &PointConfig, point: &Point) -> Result<Vec<BenchRow>, Error> {
     use crate::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
-    use crate::{Backend, Dispatcher};
+    use initret::{Backend, Dispatcher};
 
     let (table, batch) = (&point.table, point.queries.as_slice());
     let (queries, words_per_row) = (batch.len(), table.words_per_row());
@@ -498,7 +428,7 @@ pub fn measure_cpu_point(config: &PointConfig, point: &Point) -> Result<Vec<Benc
 
 /// Measures the GPU backend at one [`Point`] (whose table `gpu` must hold):
 /// `gpu-end-to-end` (queries up, counts down,
-/// [`GpuBackend::popcount_into`](crate::gpu::GpuBackend::popcount_into)) with
+/// [`GpuBackend::popcount_into`](initret::gpu::GpuBackend::popcount_into)) with
 /// `ratio_to_transfer` against a host→device plus device→host copy of the
 /// same bytes, and `gpu-resident` (queries and counts stay on the device)
 /// with `ratio_to_device_copy` against a device buffer copy of the same
@@ -507,7 +437,7 @@ pub fn measure_cpu_point(config: &PointConfig, point: &Point) -> Result<Vec<Benc
 /// Results are checked against the point's expected counts.
 ///
 /// ```no_run
-/// use initret::bench::{Point, PointConfig, measure_cpu_point, measure_gpu_point};
+/// use initret_cli::bench::{Point, PointConfig, measure_cpu_point, measure_gpu_point};
 ///
 /// let config = PointConfig { rows: 1 << 16, threads: 0, baselines: false };
 /// let point = Point::new(&config, 1 << 20, 1)?;
@@ -519,7 +449,7 @@ pub fn measure_cpu_point(config: &PointConfig, point: &Point) -> Result<Vec<Benc
 #[cfg(feature = "gpu")]
 pub fn measure_gpu_point(
     point: &Point,
-    gpu: &crate::gpu::GpuBackend,
+    gpu: &initret::gpu::GpuBackend,
     references: &[BenchRow],
 ) -> Result<Vec<BenchRow>, Error> {
     let reference_seconds = |name: &str| {

@@ -1,8 +1,8 @@
 //! The baselines compute the same counts and errors as the reference.
 
-use initret::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
-use initret::bench::{random_queries, random_table};
 use initret::{BitTable, Error, SEED_CHECKSUM, SEED_ROWS};
+use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
+use initret_cli::bench::{random_queries, random_table};
 
 fn all_baselines(
     table: &BitTable,
