@@ -3,7 +3,9 @@
 //! naive rayon loop) measured beside them. Throughput is in bytes moved
 //! (8 per lookup), so criterion's GB/s column compares directly with memcpy;
 //! the ratios are printed at the end from one more measurement of the same
-//! strategies (`initret_cli::bench::measure_cpu_point`).
+//! strategies (`initret_cli::bench::measure_cpu_point`). criterion's HTML
+//! reports (drawn with plotters, or gnuplot where installed) land in
+//! `target/criterion/report/index.html`.
 
 use std::hint::black_box;
 
@@ -11,7 +13,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use initret::{Backend, Dispatcher};
 use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
 use initret_cli::bench::{
-    Point, PointConfig, format_table, measure_cpu_point, parallel_memcpy, random_queries,
+    Point, PointSpec, format_table, measure_cpu_point, parallel_memcpy, random_queries,
     random_table,
 };
 
@@ -74,15 +76,16 @@ fn strategies(c: &mut Criterion) {
         }
         group.finish();
     }
-    let config = PointConfig {
-        rows: ROWS,
-        threads: 0,
-        baselines: true,
-    };
     for log2 in [16u32, 24] {
-        match Point::new(&config, 1 << log2, 1).and_then(|point| measure_cpu_point(&config, &point))
-        {
-            Ok(rows) => print!("{}", format_table(&rows)),
+        let spec = PointSpec {
+            rows: ROWS,
+            words_per_row: 1,
+            queries: 1 << log2,
+            threads: 0,
+            baselines: true,
+        };
+        match Point::new(&spec).and_then(|point| measure_cpu_point(&spec, &point)) {
+            Ok(measured) => print!("{}", format_table(&measured.rows)),
             Err(e) => eprintln!("ratio summary failed: {e}"),
         }
     }

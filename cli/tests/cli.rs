@@ -1,8 +1,9 @@
-//! The binary: the main job, `bench --json`, `info`, and bad arguments.
+//! The binary: the main job, `bench --json`, `--plot`, `info`, bad
+//! arguments, requests too large to allocate and a closed stdout.
 
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
-fn initret(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+fn initret(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_initret"));
     cmd.args(args);
     for (k, v) in envs {
@@ -11,15 +12,25 @@ fn initret(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     cmd.output().expect("the initret binary runs")
 }
 
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fails unless the run failed with exit status 1 and exactly one line on
+/// stderr (no panic, no abort); returns that line.
+fn one_line_error(out: &Output) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
 #[test]
 fn main_job_prints_every_strategy_and_the_checksum() {
     let out = initret(&[], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
     for strategy in [
         "serial",
         "per-call copy (1/task)",
@@ -38,40 +49,59 @@ fn main_job_prints_every_strategy_and_the_checksum() {
 }
 
 #[test]
+fn main_job_names_the_kernel_that_ran() {
+    let out = initret(&["--threads", "1"], &[("INITRET_FORCE_ISA", "scalar")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("initret cpu (scalar)"), "{stdout}");
+}
+
+#[test]
 fn bench_json_rows_have_every_field() {
     let out = initret(
         &["bench", "--queries", "4096", "--words", "4", "--json"],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines.len() >= 7, "{stdout}");
-    for line in &lines {
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+        .collect();
+    // Seed-sized table with every strategy; the larger tables are swept at
+    // 1 word per row only.
+    assert!(rows.len() >= 7, "{stdout}");
+    assert!(rows.iter().all(|r| r["rows"] == 1 << 16), "{stdout}");
+    for row in &rows {
         for field in [
             "strategy",
             "backend",
+            "kernel",
             "queries",
+            "rows",
             "words_per_row",
             "seconds",
             "lookups_per_s",
             "ratio_to_memcpy",
             "ratio_to_naive_rayon",
+            "ratio_to_device_copy",
+            "ratio_to_transfer",
         ] {
-            assert!(
-                line.contains(&format!("\"{field}\":")),
-                "{field} missing from {line}"
-            );
+            assert!(row.get(field).is_some(), "{field} missing from {row}");
         }
+        assert_eq!(row["queries"], 4096, "{row}");
+        assert_eq!(row["words_per_row"], 4, "{row}");
         assert!(
-            line.contains("\"queries\":4096") && line.contains("\"words_per_row\":4"),
-            "{line}"
+            row["lookups_per_s"].as_f64().is_some_and(|x| x > 0.0),
+            "{row}"
         );
     }
+    let strategies_at = |rows_in_table: u64| -> Vec<&str> {
+        rows.iter()
+            .filter(|r| r["rows"] == rows_in_table)
+            .filter_map(|r| r["strategy"].as_str())
+            .collect()
+    };
     for strategy in [
         "memcpy",
         "naive-rayon",
@@ -82,10 +112,117 @@ fn bench_json_rows_have_every_field() {
         "serial",
     ] {
         assert!(
-            stdout.contains(&format!("\"strategy\":\"{strategy}\"")),
+            strategies_at(1 << 16).contains(&strategy),
             "no {strategy} row"
         );
     }
+    for row in &rows {
+        let kernel = row["kernel"].as_str().unwrap_or_default();
+        match row["strategy"].as_str() {
+            Some("initret-cpu") => assert!(!kernel.is_empty() && kernel != "-", "{row}"),
+            Some("gpu-end-to-end" | "gpu-resident") => assert_eq!(kernel, "gpu", "{row}"),
+            _ => assert_eq!(kernel, "-", "{row}"),
+        }
+    }
+}
+
+#[test]
+fn bench_sweeps_larger_tables_at_one_word_per_row() {
+    let out = initret(
+        &[
+            "bench",
+            "--queries",
+            "1024",
+            "--words",
+            "1",
+            "--json",
+            "--no-baselines",
+        ],
+        &[("INITRET_ADAPTER", "no-such-adapter")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for table in [1u64 << 16, 1 << 20, 1 << 24, 1 << 26] {
+        let at = |strategy: &str| {
+            stdout
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|r| r["rows"] == table && r["strategy"] == strategy)
+        };
+        assert!(
+            at("memcpy") && at("naive-rayon") && at("initret-cpu"),
+            "{table}: {stdout}"
+        );
+        assert!(!at("serial"), "{stdout}");
+    }
+}
+
+#[test]
+fn bench_kernel_field_follows_the_forced_kernel() {
+    let out = initret(
+        &[
+            "bench",
+            "--queries",
+            "256",
+            "--rows",
+            "512",
+            "--words",
+            "1",
+            "--json",
+            "--no-baselines",
+        ],
+        &[("INITRET_FORCE_ISA", "scalar")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cpu = stdout
+        .lines()
+        .find(|l| l.contains("\"strategy\":\"initret-cpu\""))
+        .expect("an initret-cpu row");
+    assert!(
+        cpu.contains("\"kernel\":\"scalar\"") && cpu.contains("\"rows\":512"),
+        "{cpu}"
+    );
+}
+
+#[test]
+fn bench_plot_writes_an_svg_with_every_line() {
+    let dir = std::env::temp_dir().join(format!("initret-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("bench.svg");
+    let path_str = path.to_str().expect("utf-8 temp path");
+    let out = initret(
+        &[
+            "bench",
+            "--queries",
+            "1024",
+            "--rows",
+            "4096",
+            "--words",
+            "2",
+            "--no-baselines",
+            "--plot",
+            path_str,
+        ],
+        &[("INITRET_ADAPTER", "no-such-adapter")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg = std::fs::read_to_string(&path).expect("the plot was written");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    for text in [
+        "memcpy",
+        "naive-rayon",
+        "initret-cpu",
+        "2 words/row",
+        "lookups/s",
+    ] {
+        assert!(svg.contains(text), "{text} missing from the plot");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = initret(&["bench", "--plot", "bench.png"], &[]);
+    let err = one_line_error(&out);
+    assert!(err.contains("--plot") && err.contains(".svg"), "{err}");
 }
 
 #[test]
@@ -98,29 +235,83 @@ fn info_names_the_chosen_kernel_and_honours_the_override() {
 }
 
 #[test]
+fn info_into_a_closed_pipe_ends_quietly() {
+    // The reading end is closed before initret starts, so its first write
+    // fails with EPIPE every time (`initret info | head -0`, without the race).
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_initret"))
+        .arg("info")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the initret binary runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
 fn unknown_forced_isa_fails_clearly_and_at_once() {
-    let started = std::time::Instant::now();
     let out = initret(&[], &[("INITRET_FORCE_ISA", "sse9")]);
-    // Before any baseline runs (the main job takes seconds).
+    // One line, before any baseline runs (the main job takes seconds and
+    // prints its table).
+    let err = one_line_error(&out);
+    assert!(out.stdout.is_empty());
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("sse9") && stderr.contains("INITRET_FORCE_ISA"),
-        "{stderr}"
+        err.contains("sse9") && err.contains("INITRET_FORCE_ISA"),
+        "{err}"
     );
 }
 
 #[test]
 fn bad_arguments_fail_clearly() {
     let out = initret(&["bench", "--queries", "many"], &[]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--queries"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--queries"));
+    let out = initret(&["bench", "--rows", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("at least 1"), "{}", stderr(&out));
     let out = initret(&["--frobnicate"], &[]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Usage"), "{}", stderr(&out));
+}
+
+#[test]
+fn queries_whose_size_overflows_are_an_error() {
+    let out = initret(&["bench", "--queries", "18446744073709551615"], &[]);
+    let err = one_line_error(&out);
+    assert!(
+        err.starts_with("initret: cannot allocate bench point"),
+        "{err}"
+    );
+    assert!(err.contains("overflows"), "{err}");
+}
+
+#[test]
+fn queries_too_many_to_allocate_are_an_error() {
+    let out = initret(&["bench", "--queries", "100000000000000000"], &[]);
+    let err = one_line_error(&out);
+    assert!(
+        err.starts_with("initret: cannot allocate bench point"),
+        "{err}"
+    );
+    assert!(err.contains("queries=100000000000000000"), "{err}");
+}
+
+#[test]
+fn rows_past_the_address_space_limit_are_an_error() {
+    let command = format!(
+        "ulimit -v 4000000; exec '{}' bench --rows 600000000",
+        env!("CARGO_BIN_EXE_initret")
+    );
+    let out = Command::new("sh")
+        .args(["-c", &command])
+        .output()
+        .expect("sh runs");
+    let err = one_line_error(&out);
+    assert!(
+        err.starts_with("initret: cannot allocate bench point"),
+        "{err}"
+    );
+    assert!(err.contains("rows=600000000"), "{err}");
 }
