@@ -27,8 +27,59 @@ pub fn lookup<C: CountWord>(counts: &[C], queries: &[u32], out: &mut [u32]) -> R
     Ok(())
 }
 
-/// [`lookup`] with the signature of the vector kernels' function pointers:
-/// `padded` holds `rows` counts followed by padding.
+/// [`lookup`], asking the CPU `distance` queries ahead for the count it will
+/// need then, so that on tables larger than the caches several DRAM misses
+/// are in flight at once. Where the target has no prefetch hint, the same
+/// as [`lookup`].
+///
+/// ```
+/// use initret::arch::all::lookup_prefetching;
+///
+/// let mut out = [0; 3];
+/// assert_eq!(lookup_prefetching(&[4u8, 5], &[1, 0, 1], &mut out, 2), Ok(()));
+/// assert_eq!(out, [5, 4, 5]);
+/// // An index ahead that is out of range is only a hint, then an error in turn.
+/// assert_eq!(lookup_prefetching(&[4u8, 5], &[1, 0, 9], &mut out, 2), Err(2));
+/// ```
+#[inline]
+pub fn lookup_prefetching<C: CountWord>(
+    counts: &[C],
+    queries: &[u32],
+    out: &mut [u32],
+    distance: usize,
+) -> Result<(), usize> {
+    for (position, (&index, slot)) in queries.iter().zip(out.iter_mut()).enumerate() {
+        if let Some(&ahead) = queries.get(position + distance) {
+            prefetch_read(counts.as_ptr().wrapping_add(ahead as usize).cast());
+        }
+        match counts.get(index as usize) {
+            Some(&count) => *slot = count.into(),
+            None => return Err(position),
+        }
+    }
+    Ok(())
+}
+
+/// Whether [`prefetch_read`] does anything on this target.
+pub(crate) const CAN_PREFETCH: bool = cfg!(target_arch = "x86_64");
+
+/// Hints the CPU to bring the cache line at `ptr` into the caches. Never
+/// faults, whatever `ptr` is; a no-op where the target has no stable hint.
+#[inline(always)]
+pub(crate) fn prefetch_read(ptr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` is part of SSE, in the x86-64 baseline; a
+    // prefetch is a hint that never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}
+
+/// [`lookup`] or [`lookup_prefetching`] with the signature of the vector
+/// kernels' function pointers: `padded` holds `rows` counts followed by
+/// padding.
 ///
 /// # Safety
 ///
@@ -40,6 +91,12 @@ pub(crate) unsafe fn lookup_raw<C: CountWord>(
     queries: &[u32],
     out: &mut [u32],
     _streaming: bool,
+    prefetch: usize,
 ) -> Result<(), usize> {
-    lookup(&padded[..rows.min(padded.len())], queries, out)
+    let counts = &padded[..rows.min(padded.len())];
+    if prefetch == 0 {
+        lookup(counts, queries, out)
+    } else {
+        lookup_prefetching(counts, queries, out, prefetch)
+    }
 }

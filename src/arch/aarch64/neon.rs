@@ -74,13 +74,33 @@ impl GatherVector for uint32x4_t {
 /// # Safety
 /// The CPU supports NEON, and the rest of [`generic::lookup`]'s contract holds.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn lookup<C: CountWord>(
+pub(crate) unsafe fn lookup_gather<C: CountWord>(
     padded: &[C],
     rows: usize,
     queries: &[u32],
     out: &mut [u32],
     streaming: bool,
+    prefetch: usize,
 ) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<uint32x4_t, C>(padded, rows, queries, out, streaming) }
+    unsafe {
+        generic::lookup::<uint32x4_t, C, true>(padded, rows, queries, out, streaming, prefetch)
+    }
+}
+
+/// # Safety
+/// The CPU supports NEON, and the rest of [`generic::lookup`]'s contract holds.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn lookup_loads<C: CountWord>(
+    padded: &[C],
+    rows: usize,
+    queries: &[u32],
+    out: &mut [u32],
+    streaming: bool,
+    prefetch: usize,
+) -> Result<(), usize> {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe {
+        generic::lookup::<uint32x4_t, C, false>(padded, rows, queries, out, streaming, prefetch)
+    }
 }
