@@ -344,19 +344,24 @@ impl<S: Send + Sync> Pool<S> {
         R: Send,
         F: Fn(&S, &T) -> R + Sync,
     {
-        let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
-        self.map_chunks::<_, _, Error, _>(items, &mut slots, |state, _offset, input, output| {
+        // The results are written straight into the vector's spare capacity:
+        // no `Option` per slot, and no second pass to unwrap them.
+        let mut results: Vec<R> = Vec::with_capacity(items.len());
+        let slots = &mut results.spare_capacity_mut()[..items.len()];
+        self.map_chunks::<_, _, Error, _>(items, slots, |state, _offset, input, output| {
             for (item, slot) in input.iter().zip(output) {
-                *slot = Some(f(state, item));
+                slot.write(f(state, item));
             }
             Ok(())
         })?;
-        // Every slot was filled: `map_chunks` returned Ok only after every
-        // chunk ran to completion.
-        slots
-            .into_iter()
-            .collect::<Option<Vec<R>>>()
-            .ok_or_else(|| Error::Internal("a chunk finished without writing its results".into()))
+        // SAFETY: `map_chunks` returns Ok only after every chunk ran to
+        // completion, and each chunk's closure above wrote every slot of its
+        // output (`input` and `output` have the same length), so the first
+        // `items.len()` elements are initialised. On an error we return
+        // before this with the length still 0: the results already written
+        // are leaked, never read or dropped twice.
+        unsafe { results.set_len(items.len()) };
+        Ok(results)
     }
 
     /// Hands `f` whole chunks: `f(&initret, offset, input, output)` where
