@@ -257,7 +257,7 @@ impl KernelRequest {
     ///
     /// ```
     /// let request = initret::arch::KernelRequest::from_env()?;
-    /// # let _ = request;
+    /// assert!(!request.candidates().is_empty());
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn from_env() -> Result<KernelRequest, Error> {

@@ -217,7 +217,8 @@ impl std::str::FromStr for Isa {
 ///
 /// ```
 /// let features = initret::arch::cpu_features();
-/// # let _ = features;
+/// # #[cfg(target_arch = "x86_64")]
+/// assert!(features.iter().any(|&(name, _)| name == "avx2"));
 /// ```
 pub fn cpu_features() -> Vec<(&'static str, bool)> {
     #[cfg(target_arch = "x86_64")]
