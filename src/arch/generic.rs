@@ -16,7 +16,8 @@
 //! of the query that many positions ahead, so that tables far larger than
 //! the caches keep many DRAM misses in flight.
 
-use super::{CountWord, all};
+use super::CountWord;
+use super::all::{self, QUERY_PREFETCH_AHEAD};
 
 /// The handful of vector operations the algorithm needs.
 ///
@@ -95,14 +96,6 @@ pub(crate) trait GatherVector: Copy {
     /// The ISA is supported.
     unsafe fn fence();
 }
-
-/// How many queries ahead of the current block the query stream itself is
-/// prefetched. The hardware prefetcher falls behind on the sequential query
-/// stream while the random count loads keep the load queue full; asking for
-/// the queries 8 KiB ahead doubled the rate at 2^24 queries into 2^16 rows
-/// on the 2-core AMD EPYC (Zen 5) VM: 4.9 ms without, 3.2 ms at 256 queries
-/// ahead, 2.4–2.6 ms at 1024 to 4096 (BENCHMARKS.md).
-const QUERY_PREFETCH_AHEAD: usize = 2048;
 
 /// The most lanes any [`GatherVector`] has (AVX-512's 16).
 const MAX_LANES: usize = 16;
