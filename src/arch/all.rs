@@ -74,10 +74,10 @@ fn lookup_hinted<C: CountWord>(
                     .cast(),
             );
         }
-        if distance != 0 {
-            if let Some(&ahead) = queries.get(position + distance) {
-                prefetch_read(counts.as_ptr().wrapping_add(ahead as usize).cast());
-            }
+        if distance != 0
+            && let Some(&ahead) = queries.get(position + distance)
+        {
+            prefetch_read(counts.as_ptr().wrapping_add(ahead as usize).cast());
         }
         match counts.get(index as usize) {
             Some(&count) if streaming => store_streaming(slot, count.into()),
