@@ -2,7 +2,9 @@
 //! copy of the per-row popcount table, and a SIMD [`LookupKernel`] chosen
 //! once at build time.
 
-use crate::arch::{CountTable, Isa, LookupKernel, STREAM_MIN_QUERIES};
+use crate::arch::{
+    Calibration, CountTable, Isa, Kernel, KernelRequest, LookupKernel, STREAM_MIN_QUERIES,
+};
 use crate::{BitTable, Error, Pool, python_chunk_len};
 
 /// Batches up to this many queries run on the calling thread against worker
@@ -17,8 +19,10 @@ const MIN_CHUNK: usize = 1 << 14;
 ///
 /// Built once per table: each worker's initializer derives the table's
 /// per-row popcounts ([`CountTable`], as `u8` where they fit) on its own
-/// thread, so every lookup afterwards is a single load (a gather, eight or
-/// sixteen at a time).
+/// thread, so every lookup afterwards is a single load. The kernel that does
+/// the loads (scalar, vector range checks with scalar loads or gathers,
+/// with or without prefetching) is the one that measured fastest on this
+/// machine and this table ([`CpuBackend::calibration`]).
 ///
 /// ```
 /// use initret::{BitTable, cpu::CpuBackend};
@@ -34,18 +38,19 @@ const MIN_CHUNK: usize = 1 << 14;
 pub struct CpuBackend {
     pool: Pool<CountTable>,
     kernel: LookupKernel,
+    calibration: Calibration,
     rows: usize,
 }
 
 impl CpuBackend {
     /// Starts `threads` workers (0: one per CPU), each deriving its own copy
-    /// of `table`'s per-row counts, and picks the kernel: `isa` if given,
-    /// otherwise [`Isa::selected`] (`INITRET_FORCE_ISA` or CPU detection).
+    /// of `table`'s per-row counts, and picks the kernel by timing the
+    /// candidates on those counts ([`Calibration`]): the kernels of `isa` if
+    /// given, otherwise what `INITRET_FORCE_ISA` asks for
+    /// ([`KernelRequest::from_env`]: every kernel when it is unset).
     ///
     /// Fails with [`Error::InvalidTable`] for a table with no rows and with
-    /// [`Error::IsaUnavailable`] for a kernel this CPU cannot run. A table
-    /// too large for the gathers' 32-bit offsets (over 2^31 bytes of counts)
-    /// gets the scalar kernel, and [`CpuBackend::isa`] says so.
+    /// [`Error::IsaUnavailable`] for a kernel this CPU cannot run.
     ///
     /// ```
     /// use initret::{BitTable, arch::Isa, cpu::CpuBackend};
@@ -55,17 +60,35 @@ impl CpuBackend {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn new(table: &BitTable, threads: usize, isa: Option<Isa>) -> Result<CpuBackend, Error> {
-        table.require_rows()?;
-        let mut kernel = match isa {
-            Some(isa) => LookupKernel::new(isa)?,
-            None => LookupKernel::selected()?,
+        let request = match isa {
+            Some(isa) => KernelRequest::Measure { isa: Some(isa) }.check_available()?,
+            None => KernelRequest::from_env()?,
         };
+        CpuBackend::with_request(table, threads, request)
+    }
+
+    /// [`CpuBackend::new`] with the kernel request spelled out: measure
+    /// among some candidates, or run a fixed kernel.
+    ///
+    /// ```
+    /// use initret::{BitTable, arch::{Kernel, KernelRequest}, cpu::CpuBackend};
+    ///
+    /// let cpu = CpuBackend::with_request(&BitTable::seed(16), 1, KernelRequest::Fixed(Kernel::SCALAR))?;
+    /// assert_eq!(cpu.kernel(), Kernel::SCALAR);
+    /// assert!(cpu.calibration().rates().is_empty());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn with_request(
+        table: &BitTable,
+        threads: usize,
+        request: KernelRequest,
+    ) -> Result<CpuBackend, Error> {
+        table.require_rows()?;
         // Derived once here; each worker's initializer then makes its own
         // copy on its own thread, so the memory is first touched there.
         let counts = CountTable::new(table);
-        if !kernel.gathers(&counts) {
-            kernel = LookupKernel::new(Isa::Scalar)?;
-        }
+        let calibration = Calibration::measure(&counts, &request.candidates())?;
+        let kernel = LookupKernel::new(calibration.chosen())?;
         let pool = Pool::builder()
             .threads(threads)
             .thread_name("initret-cpu")
@@ -73,6 +96,7 @@ impl CpuBackend {
         Ok(CpuBackend {
             pool,
             kernel,
+            calibration,
             rows: table.rows(),
         })
     }
@@ -86,6 +110,33 @@ impl CpuBackend {
     /// ```
     pub fn isa(&self) -> Isa {
         self.kernel.isa()
+    }
+
+    /// The kernel in use: the fastest measured, or the one requested.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// assert!(cpu.kernel().is_available());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn kernel(&self) -> Kernel {
+        self.kernel.kernel()
+    }
+
+    /// Every candidate kernel's measured rate on this backend's table, and
+    /// the one chosen.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(1000), 1, None)?;
+    /// let calibration = cpu.calibration();
+    /// assert_eq!(calibration.chosen(), cpu.kernel());
+    /// for rate in calibration.rates() {
+    ///     println!("{}: {:.2e} lookups/s", rate.kernel, rate.lookups_per_s);
+    /// }
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
     }
 
     /// Number of worker threads.

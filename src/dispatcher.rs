@@ -513,7 +513,7 @@ impl Dispatcher {
     /// ```
     pub fn describe(&self) -> String {
         fn cpu_line(cpu: &CpuBackend) -> String {
-            format!("cpu ({} kernel, {} threads)", cpu.isa(), cpu.threads())
+            format!("cpu ({} kernel, {} threads)", cpu.kernel(), cpu.threads())
         }
         match &self.engine {
             Engine::Cpu(cpu) => cpu_line(cpu),

@@ -41,7 +41,7 @@ mod timing;
 pub use dispatcher::{Backend, Dispatcher, DispatcherBuilder};
 pub use error::Error;
 pub use pool::{Pool, PoolBuilder, python_chunk_len};
-pub use table::BitTable;
+pub use table::{BitTable, MAX_WORDS_PER_ROW};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -33,8 +33,10 @@ impl PoolBuilder {
     /// A builder with the default settings: one worker per available CPU.
     ///
     /// ```
-    /// let builder = initret::PoolBuilder::new();
-    /// # let _ = builder;
+    /// let pool = initret::PoolBuilder::new().build_with(|_| Ok::<_, String>(()))?;
+    /// assert!(pool.threads() >= 1);
+    /// assert_eq!(pool.init_calls(), pool.threads());
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn new() -> PoolBuilder {
         PoolBuilder::default()
@@ -44,8 +46,9 @@ impl PoolBuilder {
     /// `RAYON_NUM_THREADS` if set, else one per available CPU.
     ///
     /// ```
-    /// let builder = initret::Pool::builder().threads(4);
-    /// # let _ = builder;
+    /// let pool = initret::Pool::builder().threads(4).build_with(|_| Ok::<_, String>(()))?;
+    /// assert_eq!(pool.threads(), 4);
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn threads(mut self, threads: usize) -> PoolBuilder {
         self.threads = (threads > 0).then_some(threads);
@@ -56,8 +59,13 @@ impl PoolBuilder {
     /// The default prefix is `initret-worker`.
     ///
     /// ```
-    /// let builder = initret::Pool::builder().thread_name("cache");
-    /// # let _ = builder;
+    /// let pool = initret::Pool::builder()
+    ///     .threads(2)
+    ///     .thread_name("cache")
+    ///     .build_with(|_| Ok::<_, String>(()))?;
+    /// let names = pool.map(&[(); 2], |_, _| std::thread::current().name().map(String::from))?;
+    /// assert!(names.iter().flatten().all(|name| name.starts_with("cache-")));
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn thread_name(mut self, prefix: impl Into<String>) -> PoolBuilder {
         self.thread_name = Some(prefix.into());
@@ -344,19 +352,24 @@ impl<S: Send + Sync> Pool<S> {
         R: Send,
         F: Fn(&S, &T) -> R + Sync,
     {
-        let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
-        self.map_chunks::<_, _, Error, _>(items, &mut slots, |state, _offset, input, output| {
+        // The results are written straight into the vector's spare capacity:
+        // no `Option` per slot, and no second pass to unwrap them.
+        let mut results: Vec<R> = Vec::with_capacity(items.len());
+        let slots = &mut results.spare_capacity_mut()[..items.len()];
+        self.map_chunks::<_, _, Error, _>(items, slots, |state, _offset, input, output| {
             for (item, slot) in input.iter().zip(output) {
-                *slot = Some(f(state, item));
+                slot.write(f(state, item));
             }
             Ok(())
         })?;
-        // Every slot was filled: `map_chunks` returned Ok only after every
-        // chunk ran to completion.
-        slots
-            .into_iter()
-            .collect::<Option<Vec<R>>>()
-            .ok_or_else(|| Error::Internal("a chunk finished without writing its results".into()))
+        // SAFETY: `map_chunks` returns Ok only after every chunk ran to
+        // completion, and each chunk's closure above wrote every slot of its
+        // output (`input` and `output` have the same length), so the first
+        // `items.len()` elements are initialised. On an error we return
+        // before this with the length still 0: the results already written
+        // are leaked, never read or dropped twice.
+        unsafe { results.set_len(items.len()) };
+        Ok(results)
     }
 
     /// Hands `f` whole chunks: `f(&initret, offset, input, output)` where
@@ -547,17 +560,42 @@ mod tests {
             let err = pool
                 .map_chunks_by(7, &items, &mut out, |_, offset, input, _| {
                     if input.iter().any(|&i| i % 30 == 29) {
-                        Err(Error::InvalidArgument(offset.to_string()))
+                        Err(Error::Internal(offset.to_string()))
                     } else {
                         Ok(())
                     }
                 })
                 .unwrap_err();
             // 29 lies in the chunk starting at 28.
+            assert!(matches!(err, Error::Internal(ref s) if s == "28"), "{err}");
+        }
+    }
+
+    #[test]
+    fn map_returns_owned_results_in_order_and_survives_a_panicking_task() {
+        // Results that own memory: a slot written twice, or dropped without
+        // being written, would show up here (and under Miri).
+        let pool = Pool::builder()
+            .threads(2)
+            .build_with(|worker| Ok::<_, String>(format!("w{worker}")))
+            .unwrap();
+        let items: Vec<usize> = (0..10_000).collect();
+        for _ in 0..10 {
+            let out = pool
+                .map(&items, |state, &i| format!("{}:{i}", &state[..1]))
+                .unwrap();
+            assert_eq!(out.len(), items.len());
+            assert!(out.iter().enumerate().all(|(i, s)| *s == format!("w:{i}")));
+            let err = pool
+                .map(&items, |_, &i| {
+                    assert!(i != 7_777, "task {i} fails");
+                    vec![i; 3]
+                })
+                .unwrap_err();
             assert!(
-                matches!(err, Error::InvalidArgument(ref s) if s == "28"),
-                "{err}"
+                matches!(err, Error::TaskPanicked { ref message, .. } if message.contains("7777"))
             );
         }
+        assert_eq!(pool.map(&[1usize], |_, &i| i + 1).unwrap(), vec![2]);
     }
 }

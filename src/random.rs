@@ -30,8 +30,10 @@ impl SplitMix64 {
     /// A generator started from `seed`.
     ///
     /// ```
-    /// let rng = initret::random::SplitMix64::new(42);
-    /// # let _ = rng;
+    /// use initret::random::SplitMix64;
+    /// // The same seed gives the same sequence; another seed another one.
+    /// assert_eq!(SplitMix64::new(42).next_u64(), SplitMix64::new(42).next_u64());
+    /// assert_ne!(SplitMix64::new(42).next_u64(), SplitMix64::new(43).next_u64());
     /// ```
     pub fn new(seed: u64) -> SplitMix64 {
         SplitMix64(seed)
@@ -40,8 +42,8 @@ impl SplitMix64 {
     /// The next 64 random bits.
     ///
     /// ```
-    /// let x = initret::random::SplitMix64::new(0).next_u64();
-    /// # let _ = x;
+    /// // splitmix64's published first output for seed 0.
+    /// assert_eq!(initret::random::SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
     /// ```
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);

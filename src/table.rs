@@ -61,11 +61,7 @@ impl BitTable {
     /// assert!(BitTable::from_rows(0, vec![]).is_err());
     /// ```
     pub fn from_rows(words_per_row: usize, words: Vec<u32>) -> Result<BitTable, Error> {
-        if words_per_row == 0 {
-            return Err(Error::InvalidTable(
-                "words_per_row is 0: every row needs at least one word".into(),
-            ));
-        }
+        check_shape(0, words_per_row)?;
         if !words.len().is_multiple_of(words_per_row) {
             return Err(Error::InvalidTable(format!(
                 "{} words is not a whole number of rows of {} words ({} words left over)",
@@ -75,7 +71,7 @@ impl BitTable {
             )));
         }
         let rows = words.len() / words_per_row;
-        check_addressable(rows)?;
+        check_shape(rows, words_per_row)?;
         Ok(BitTable {
             words_per_row,
             rows,
@@ -98,12 +94,7 @@ impl BitTable {
         words_per_row: usize,
         mut word: impl FnMut(usize, usize) -> u32,
     ) -> Result<BitTable, Error> {
-        if words_per_row == 0 {
-            return Err(Error::InvalidTable(
-                "words_per_row is 0: every row needs at least one word".into(),
-            ));
-        }
-        check_addressable(rows)?;
+        check_shape(rows, words_per_row)?;
         let len = rows.checked_mul(words_per_row).ok_or_else(|| {
             Error::InvalidTable(format!("{rows} rows × {words_per_row} words overflows"))
         })?;
@@ -233,12 +224,66 @@ impl BitTable {
     }
 }
 
-/// Query indices are `u32`, so row 2^32 and beyond could never be read.
-fn check_addressable(rows: usize) -> Result<(), Error> {
+/// The widest row a table may have: `2^27 - 1` words. A row of `2^27`
+/// words can hold `2^32` set bits, one more than the `u32` counts every
+/// backend returns, so wider rows are refused with [`Error::InvalidTable`]
+/// rather than counted wrong.
+///
+/// ```
+/// use initret::{BitTable, Error, MAX_WORDS_PER_ROW};
+///
+/// assert_eq!(MAX_WORDS_PER_ROW, (1 << 27) - 1);
+/// let err = BitTable::from_fn(1, MAX_WORDS_PER_ROW + 1, |_, _| u32::MAX).unwrap_err();
+/// assert!(matches!(err, Error::InvalidTable(_)));
+/// ```
+pub const MAX_WORDS_PER_ROW: usize = (1 << 27) - 1;
+
+/// Rows must have 1 to [`MAX_WORDS_PER_ROW`] words, and there may be at
+/// most 2^32 of them: query indices are `u32`, so row 2^32 and beyond could
+/// never be read.
+fn check_shape(rows: usize, words_per_row: usize) -> Result<(), Error> {
+    if words_per_row == 0 {
+        return Err(Error::InvalidTable(
+            "words_per_row is 0: every row needs at least one word".into(),
+        ));
+    }
+    if words_per_row > MAX_WORDS_PER_ROW {
+        return Err(Error::InvalidTable(format!(
+            "{words_per_row} words per row: a row may have at most 2^27 - 1 words, \
+             so that its popcount fits the u32 counts every backend returns"
+        )));
+    }
     if rows as u64 > u64::from(u32::MAX) + 1 {
         return Err(Error::InvalidTable(format!(
             "{rows} rows: query indices are u32, so at most 2^32 rows are addressable"
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_widest_row_is_counted_and_one_word_more_is_refused() {
+        // 2^27 - 1 all-ones words: 2^32 - 32 set bits, the most a u32 count
+        // may have to hold. One word more could reach 2^32 and is refused,
+        // by both constructors, before anything is counted.
+        let widest = BitTable::from_rows(MAX_WORDS_PER_ROW, vec![u32::MAX; MAX_WORDS_PER_ROW])
+            .expect("the widest allowed row");
+        assert_eq!(widest.row_popcount(0), Some(u32::MAX - 31));
+        assert_eq!(widest.row_counts(), vec![u32::MAX - 31]);
+        drop(widest);
+        let too_wide = 1 << 27;
+        let err = BitTable::from_rows(too_wide, vec![u32::MAX; too_wide]).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTable(ref m) if m.contains("2^27")),
+            "{err}"
+        );
+        let err = BitTable::from_fn(1, too_wide, |_, _| u32::MAX).unwrap_err();
+        assert!(matches!(err, Error::InvalidTable(_)), "{err}");
+        // Even an empty table of such rows is refused: its shape is wrong.
+        assert!(BitTable::from_rows(too_wide, Vec::new()).is_err());
+    }
 }

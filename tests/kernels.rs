@@ -1,21 +1,39 @@
 //! Every lookup kernel against the scalar reference (`BitTable::reference_popcount`).
 
-use initret::arch::{CountTable, Isa, LookupKernel};
+use initret::arch::{CountTable, Fetch, Isa, Kernel, LookupKernel, PREFETCH_DISTANCES};
 use initret::random::{SplitMix64, random_queries, random_table};
 use initret::{BitTable, Error};
 
 const WIDTHS: [usize; 6] = [1, 2, 3, 4, 8, 16];
 
+/// Every kernel this CPU can run, with the calibration's prefetch distances
+/// and a few odd ones (a distance of 1, one shorter than a vector, one
+/// longer than most batches here); the others are reported as skipped.
 fn kernels() -> Vec<LookupKernel> {
+    let mut kernels = Vec::new();
     for isa in Isa::ALL {
+        for fetch in [Fetch::Loads, Fetch::Gather] {
+            let odd = [0, 1, 5, 100];
+            for prefetch in odd.into_iter().chain(PREFETCH_DISTANCES) {
+                let kernel = Kernel::new(isa, fetch, prefetch);
+                if kernel.is_available() {
+                    kernels.push(LookupKernel::new(kernel).unwrap());
+                } else if isa.is_available() && prefetch == 0 && isa != Isa::Scalar {
+                    eprintln!("skipping the {kernel} kernel: not on this target");
+                }
+            }
+        }
         if !isa.is_available() {
-            eprintln!("skipping the {isa} kernel: this CPU or build cannot run it");
+            eprintln!("skipping the {isa} kernels: this CPU or build cannot run them");
         }
     }
-    Isa::available()
-        .into_iter()
-        .map(|isa| LookupKernel::new(isa).unwrap())
-        .collect()
+    for kernel in Kernel::available() {
+        assert!(
+            kernels.iter().any(|k| k.kernel() == kernel),
+            "{kernel} untested"
+        );
+    }
+    kernels
 }
 
 fn check(kernel: &LookupKernel, table: &BitTable, counts: &CountTable, queries: &[u32]) {
@@ -136,8 +154,12 @@ fn output_of_the_wrong_length_is_an_error() {
 #[test]
 fn unavailable_or_unknown_isas_are_errors() {
     for isa in Isa::ALL {
-        assert_eq!(LookupKernel::new(isa).is_ok(), isa.is_available());
+        for fetch in [Fetch::Loads, Fetch::Gather] {
+            let kernel = Kernel::new(isa, fetch, 0);
+            assert_eq!(LookupKernel::new(kernel).is_ok(), kernel.is_available());
+        }
     }
+    assert!(LookupKernel::new(Kernel::new(Isa::Scalar, Fetch::Gather, 0)).is_err());
     assert!(matches!(
         "sse9".parse::<Isa>(),
         Err(Error::IsaUnavailable { .. })

@@ -6,8 +6,9 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use initret::arch::Isa;
-use initret::{Backend, BitTable, Dispatcher, Error};
+use initret::arch::{Kernel, KernelRequest};
+use initret::cpu::CpuBackend;
+use initret::{BitTable, Error};
 use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
 use initret_cli::bench::SplitMix64;
 use proptest::prelude::*;
@@ -60,14 +61,12 @@ fn make_queries(n: usize, rows: usize, seed: u64, shape: u8) -> Vec<u32> {
 /// Every strategy's answer for one batch, by name.
 fn every_strategy(table: &BitTable, queries: &[u32]) -> Vec<(String, Result<Vec<u32>, Error>)> {
     let mut results = Vec::new();
-    for isa in Isa::available() {
-        let dispatcher = Dispatcher::builder(table.clone())
-            .backend(Backend::Cpu)
-            .threads(2)
-            .isa(isa)
-            .build()
-            .expect("cpu dispatcher");
-        results.push((format!("cpu-{isa}"), dispatcher.popcount(queries)));
+    for kernel in Kernel::available() {
+        let cpu =
+            CpuBackend::with_request(table, 2, KernelRequest::Fixed(kernel)).expect("cpu backend");
+        let mut out = vec![0; queries.len()];
+        let result = cpu.popcount_into(queries, &mut out).map(|()| out);
+        results.push((format!("cpu-{kernel}"), result));
     }
     results.extend(gpu_strategies(table, queries));
     results.push(("serial".into(), baseline::serial(table, queries)));

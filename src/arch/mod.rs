@@ -12,13 +12,14 @@
 //! reports the first such position.
 //!
 //! ```
-//! use initret::arch::{CountTable, Isa, LookupKernel};
+//! use initret::arch::{CountTable, Kernel, LookupKernel};
 //!
-//! let kernel = LookupKernel::new(Isa::detected())?;
 //! let counts = CountTable::from_counts(&[0, 1, 1, 2]);
-//! let mut out = [0; 3];
-//! kernel.lookup(&counts, &[3, 0, 2], &mut out)?;
-//! assert_eq!(out, [2, 0, 1]);
+//! for kernel in Kernel::available() {
+//!     let mut out = [0; 3];
+//!     LookupKernel::new(kernel)?.lookup(&counts, &[3, 0, 2], &mut out)?;
+//!     assert_eq!(out, [2, 0, 1]);
+//! }
 //! # Ok::<(), initret::Error>(())
 //! ```
 
@@ -31,6 +32,8 @@ mod counts;
     all(target_arch = "aarch64", target_endian = "little")
 ))]
 mod generic;
+mod kernel;
+mod select;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -40,6 +43,8 @@ use std::sync::OnceLock;
 use crate::Error;
 use counts::CountWords;
 pub use counts::{CountTable, CountWord};
+pub use kernel::{Fetch, Kernel, KernelRequest, PREFETCH_DISTANCES};
+pub use select::{CALIBRATION_QUERIES, CALIBRATION_ROUNDS, Calibration, KernelRate};
 
 /// Environment variable that forces one kernel: `scalar`, `avx2`, `avx512`
 /// or `neon`. Read once per process.
@@ -134,7 +139,9 @@ impl Isa {
             .join(", ")
     }
 
-    /// The fastest kernel this CPU can run, detected once per process.
+    /// The widest instruction set this CPU can run, detected once per
+    /// process. Widest is not fastest: the kernel that runs is measured (see
+    /// [`Calibration`]).
     ///
     /// ```
     /// assert!(initret::arch::Isa::detected().is_available());
@@ -149,10 +156,12 @@ impl Isa {
         })
     }
 
-    /// The kernel to use: the one `INITRET_FORCE_ISA` names, if set, otherwise
-    /// [`Isa::detected`]. Fails with [`Error::IsaUnavailable`] if the variable
-    /// names an unknown kernel or one this CPU cannot run, rather than quietly
-    /// running another. The variable is read once per process.
+    /// The instruction set `INITRET_FORCE_ISA` names (on its own or as
+    /// part of a kernel's name), if set, otherwise [`Isa::detected`]. Fails
+    /// with [`Error::IsaUnavailable`] if the variable names an unknown kernel
+    /// or one this CPU cannot run, rather than quietly running another. The
+    /// kernel a CPU backend runs is measured among this ISA's and the others'
+    /// kernels: see [`KernelRequest`] and [`Calibration`].
     ///
     /// ```
     /// let isa = initret::arch::Isa::selected()?;
@@ -160,26 +169,14 @@ impl Isa {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn selected() -> Result<Isa, Error> {
-        static SELECTED: OnceLock<Result<Isa, (String, String)>> = OnceLock::new();
-        SELECTED
-            .get_or_init(|| match std::env::var(FORCE_ISA_ENV) {
-                Ok(name) if !name.trim().is_empty() => name
-                    .parse::<Isa>()
-                    .and_then(Isa::check_available)
-                    .map_err(|e| match e {
-                        Error::IsaUnavailable { requested, reason } => (requested, reason),
-                        other => (name, other.to_string()),
-                    }),
-                _ => Ok(Isa::detected()),
-            })
-            .clone()
-            .map_err(|(requested, reason)| Error::IsaUnavailable {
-                requested,
-                reason: format!("{reason} (set by {FORCE_ISA_ENV})"),
-            })
+        Ok(match KernelRequest::from_env()? {
+            KernelRequest::Measure { isa: Some(isa) } => isa,
+            KernelRequest::Measure { isa: None } => Isa::detected(),
+            KernelRequest::Fixed(kernel) => kernel.isa(),
+        })
     }
 
-    fn check_available(self) -> Result<Isa, Error> {
+    pub(crate) fn check_available(self) -> Result<Isa, Error> {
         if self.is_available() {
             Ok(self)
         } else {
@@ -220,7 +217,8 @@ impl std::str::FromStr for Isa {
 ///
 /// ```
 /// let features = initret::arch::cpu_features();
-/// # let _ = features;
+/// # #[cfg(target_arch = "x86_64")]
+/// assert!(features.iter().any(|&(name, _)| name == "avx2"));
 /// ```
 pub fn cpu_features() -> Vec<(&'static str, bool)> {
     #[cfg(target_arch = "x86_64")]
@@ -251,17 +249,18 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
 pub const STREAM_MIN_QUERIES: usize = 1 << 18;
 
 /// The raw per-ISA routine over counts of type `C`: `(padded counts, rows,
-/// queries, out, streaming)`. `unsafe` because it may use instructions the CPU lacks;
-/// [`LookupKernel`] only holds one whose ISA was checked.
-type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32], bool) -> Result<(), usize>;
+/// queries, out, streaming, prefetch distance)`. `unsafe` because it may use
+/// instructions the CPU lacks; [`LookupKernel`] only holds one whose ISA was
+/// checked.
+type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32], bool, usize) -> Result<(), usize>;
 
-/// A lookup routine for one [`Isa`], chosen once (at dispatcher build) and
+/// A lookup routine for one [`Kernel`], chosen once (at backend build) and
 /// then called directly through function pointers, one per count width.
 ///
 /// ```
-/// use initret::arch::{CountTable, Isa, LookupKernel};
+/// use initret::arch::{CountTable, Kernel, LookupKernel};
 ///
-/// let kernel = LookupKernel::new(Isa::Scalar)?;
+/// let kernel = LookupKernel::new(Kernel::SCALAR)?;
 /// let mut out = [0; 2];
 /// // Position 1 holds an index past the 2-row count table.
 /// assert!(kernel.lookup(&CountTable::from_counts(&[5, 6]), &[1, 2], &mut out).is_err());
@@ -269,7 +268,7 @@ type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32], bool) -> Result<(
 /// ```
 #[derive(Clone, Copy)]
 pub struct LookupKernel {
-    isa: Isa,
+    kernel: Kernel,
     u8: RawLookup<u8>,
     u16: RawLookup<u16>,
     u32: RawLookup<u32>,
@@ -278,91 +277,85 @@ pub struct LookupKernel {
 impl fmt::Debug for LookupKernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LookupKernel")
-            .field("isa", &self.isa)
+            .field("kernel", &self.kernel)
             .finish()
     }
 }
 
+/// The three count widths' instances of one generic routine.
+macro_rules! routines {
+    ($kernel:expr, $f:path) => {
+        LookupKernel {
+            kernel: $kernel,
+            u8: $f,
+            u16: $f,
+            u32: $f,
+        }
+    };
+}
+
 impl LookupKernel {
-    /// The kernel for `isa`, or [`Error::IsaUnavailable`] if this CPU or
-    /// build cannot run it.
+    /// The routine for `kernel`, or [`Error::IsaUnavailable`] if this CPU
+    /// or build cannot run it.
     ///
     /// ```
-    /// use initret::arch::{Isa, LookupKernel};
+    /// use initret::arch::{Kernel, LookupKernel};
     ///
-    /// assert!(LookupKernel::new(Isa::Scalar).is_ok());
+    /// assert_eq!(LookupKernel::new(Kernel::SCALAR)?.kernel(), Kernel::SCALAR);
+    /// # Ok::<(), initret::Error>(())
     /// ```
-    pub fn new(isa: Isa) -> Result<LookupKernel, Error> {
-        isa.check_available()?;
-        Ok(match isa {
+    pub fn new(kernel: Kernel) -> Result<LookupKernel, Error> {
+        kernel.check_available()?;
+        Ok(match (kernel.isa(), kernel.fetch()) {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => LookupKernel {
-                isa,
-                u8: x86_64::avx2::lookup::<u8>,
-                u16: x86_64::avx2::lookup::<u16>,
-                u32: x86_64::avx2::lookup::<u32>,
-            },
+            (Isa::Avx2, Fetch::Gather) => routines!(kernel, x86_64::avx2::lookup_gather),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => LookupKernel {
-                isa,
-                u8: x86_64::avx512::lookup::<u8>,
-                u16: x86_64::avx512::lookup::<u16>,
-                u32: x86_64::avx512::lookup::<u32>,
-            },
+            (Isa::Avx2, Fetch::Loads) => routines!(kernel, x86_64::avx2::lookup_loads),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, Fetch::Gather) => routines!(kernel, x86_64::avx512::lookup_gather),
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, Fetch::Loads) => routines!(kernel, x86_64::avx512::lookup_loads),
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-            Isa::Neon => LookupKernel {
-                isa,
-                u8: aarch64::neon::lookup::<u8>,
-                u16: aarch64::neon::lookup::<u16>,
-                u32: aarch64::neon::lookup::<u32>,
-            },
-            _ => LookupKernel::scalar(isa),
+            (Isa::Neon, _) => routines!(kernel, aarch64::neon::lookup_loads),
+            _ => routines!(kernel, all::lookup_raw),
         })
     }
 
-    fn scalar(isa: Isa) -> LookupKernel {
-        LookupKernel {
-            isa,
-            u8: all::lookup_raw::<u8>,
-            u16: all::lookup_raw::<u16>,
-            u32: all::lookup_raw::<u32>,
-        }
-    }
-
-    /// Whether this kernel's vector routine can serve `counts`: the gathers
-    /// take signed 32-bit byte offsets, so tables past 2^31 bytes of counts
-    /// are served by the scalar routine instead.
+    /// Whether this routine can serve `counts` as it is: the gathers take
+    /// signed 32-bit byte offsets, so a gather kernel hands tables past
+    /// 2^31 bytes of counts to its ISA's scalar-load variant instead.
     ///
     /// ```
-    /// use initret::arch::{CountTable, Isa, LookupKernel};
-    /// let kernel = LookupKernel::new(Isa::detected())?;
-    /// assert!(kernel.gathers(&CountTable::from_counts(&[1, 2, 3])));
+    /// use initret::arch::{CountTable, Kernel, LookupKernel};
+    /// let kernel = LookupKernel::new(Kernel::SCALAR)?;
+    /// assert!(kernel.serves(&CountTable::from_counts(&[1, 2, 3])));
     /// # Ok::<(), initret::Error>(())
     /// ```
-    pub fn gathers(&self, counts: &CountTable) -> bool {
-        counts.rows().saturating_mul(counts.bytes_per_count()) <= 1 << 31
+    pub fn serves(&self, counts: &CountTable) -> bool {
+        self.kernel.fetch() != Fetch::Gather
+            || counts.rows().saturating_mul(counts.bytes_per_count()) <= 1 << 31
     }
 
-    /// The kernel `INITRET_FORCE_ISA` or CPU detection picks ([`Isa::selected`]).
+    /// The kernel this routine runs.
     ///
     /// ```
-    /// let kernel = initret::arch::LookupKernel::selected()?;
-    /// # let _ = kernel;
+    /// use initret::arch::{Kernel, LookupKernel};
+    /// assert_eq!(LookupKernel::new(Kernel::SCALAR)?.kernel().name(), "scalar");
     /// # Ok::<(), initret::Error>(())
     /// ```
-    pub fn selected() -> Result<LookupKernel, Error> {
-        LookupKernel::new(Isa::selected()?)
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
-    /// The instruction set this kernel runs on.
+    /// The instruction set of the kernel.
     ///
     /// ```
-    /// use initret::arch::{Isa, LookupKernel};
-    /// assert_eq!(LookupKernel::new(Isa::Scalar)?.isa(), Isa::Scalar);
+    /// use initret::arch::{Isa, Kernel, LookupKernel};
+    /// assert_eq!(LookupKernel::new(Kernel::SCALAR)?.isa(), Isa::Scalar);
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn isa(&self) -> Isa {
-        self.isa
+        self.kernel.isa()
     }
 
     /// Writes the count of row `queries[i]` to `out[i]` for every `i`,
@@ -374,12 +367,13 @@ impl LookupKernel {
     /// `>= counts.rows()`; `out` is then only partly written.
     ///
     /// ```
-    /// use initret::arch::{CountTable, Isa, LookupKernel};
+    /// use initret::arch::{CountTable, Kernel, LookupKernel};
     ///
-    /// let kernel = LookupKernel::new(Isa::detected())?;
-    /// let mut out = [0; 4];
-    /// kernel.lookup(&CountTable::from_counts(&[7, 8, 9]), &[2, 2, 0, 1], &mut out)?;
-    /// assert_eq!(out, [9, 9, 7, 8]);
+    /// for kernel in Kernel::available() {
+    ///     let mut out = [0; 4];
+    ///     LookupKernel::new(kernel)?.lookup(&CountTable::from_counts(&[7, 8, 9]), &[2, 2, 0, 1], &mut out)?;
+    ///     assert_eq!(out, [9, 9, 7, 8]);
+    /// }
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn lookup(
@@ -397,12 +391,13 @@ impl LookupKernel {
     /// once, from the whole batch's size.
     ///
     /// ```
-    /// use initret::arch::{CountTable, Isa, LookupKernel};
+    /// use initret::arch::{CountTable, Kernel, LookupKernel};
     ///
-    /// let kernel = LookupKernel::new(Isa::detected())?;
-    /// let mut out = [0; 3];
-    /// kernel.lookup_with_stores(&CountTable::from_counts(&[4, 5]), &[1, 0, 1], &mut out, true)?;
-    /// assert_eq!(out, [5, 4, 5]);
+    /// for kernel in Kernel::available() {
+    ///     let mut out = [0; 3];
+    ///     LookupKernel::new(kernel)?.lookup_with_stores(&CountTable::from_counts(&[4, 5]), &[1, 0, 1], &mut out, true)?;
+    ///     assert_eq!(out, [5, 4, 5]);
+    /// }
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn lookup_with_stores(
@@ -420,22 +415,30 @@ impl LookupKernel {
         }
         let rows = counts.rows();
         // The gathers take signed 32-bit byte offsets: tables past 2^31
-        // bytes of counts go to the scalar routine, which indexes with usize.
-        let kernel = if self.gathers(counts) {
+        // bytes of counts go to the same ISA's scalar loads, which index
+        // with usize.
+        let kernel = if self.serves(counts) {
             *self
         } else {
-            LookupKernel::scalar(self.isa)
+            LookupKernel::new(self.kernel.with_fetch(Fetch::Loads))?
         };
+        let prefetch = usize::from(kernel.kernel.prefetch_distance());
         // SAFETY: the routines were chosen by `LookupKernel::new` only after
         // `check_available` confirmed the CPU supports their ISA; `out` and
         // `queries` have equal lengths (checked above); `CountTable` stores
         // `rows` counts plus the padding the 4-byte gathers need; and the
-        // vector routines only see tables of at most 2^31 bytes (above).
+        // gather routines only see tables of at most 2^31 bytes (above).
         let result = unsafe {
             match counts.words() {
-                CountWords::U8(words) => (kernel.u8)(words, rows, queries, out, streaming),
-                CountWords::U16(words) => (kernel.u16)(words, rows, queries, out, streaming),
-                CountWords::U32(words) => (kernel.u32)(words, rows, queries, out, streaming),
+                CountWords::U8(words) => {
+                    (kernel.u8)(words, rows, queries, out, streaming, prefetch)
+                }
+                CountWords::U16(words) => {
+                    (kernel.u16)(words, rows, queries, out, streaming, prefetch)
+                }
+                CountWords::U32(words) => {
+                    (kernel.u32)(words, rows, queries, out, streaming, prefetch)
+                }
             }
         };
         result.map_err(|position| Error::IndexOutOfRange {

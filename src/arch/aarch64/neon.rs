@@ -1,4 +1,5 @@
-//! NEON: 4-lane range check; NEON has no gather, so the loads are scalar.
+//! NEON: 4-lane range check; NEON has no gather, so the loads are scalar
+//! (only the `-loads` kernel exists).
 
 use std::arch::aarch64::*;
 
@@ -74,13 +75,16 @@ impl GatherVector for uint32x4_t {
 /// # Safety
 /// The CPU supports NEON, and the rest of [`generic::lookup`]'s contract holds.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn lookup<C: CountWord>(
+pub(crate) unsafe fn lookup_loads<C: CountWord>(
     padded: &[C],
     rows: usize,
     queries: &[u32],
     out: &mut [u32],
     streaming: bool,
+    prefetch: usize,
 ) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<uint32x4_t, C>(padded, rows, queries, out, streaming) }
+    unsafe {
+        generic::lookup::<uint32x4_t, C, false>(padded, rows, queries, out, streaming, prefetch)
+    }
 }

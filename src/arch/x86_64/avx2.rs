@@ -72,13 +72,29 @@ impl GatherVector for __m256i {
 /// # Safety
 /// The CPU supports AVX2, and the rest of [`generic::lookup`]'s contract holds.
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn lookup<C: CountWord>(
+pub(crate) unsafe fn lookup_gather<C: CountWord>(
     padded: &[C],
     rows: usize,
     queries: &[u32],
     out: &mut [u32],
     streaming: bool,
+    prefetch: usize,
 ) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m256i, C>(padded, rows, queries, out, streaming) }
+    unsafe { generic::lookup::<__m256i, C, true>(padded, rows, queries, out, streaming, prefetch) }
+}
+
+/// # Safety
+/// The CPU supports AVX2, and the rest of [`generic::lookup`]'s contract holds.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn lookup_loads<C: CountWord>(
+    padded: &[C],
+    rows: usize,
+    queries: &[u32],
+    out: &mut [u32],
+    streaming: bool,
+    prefetch: usize,
+) -> Result<(), usize> {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { generic::lookup::<__m256i, C, false>(padded, rows, queries, out, streaming, prefetch) }
 }

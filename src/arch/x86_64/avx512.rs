@@ -69,13 +69,29 @@ impl GatherVector for __m512i {
 /// # Safety
 /// The CPU supports AVX-512F, and the rest of [`generic::lookup`]'s contract holds.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn lookup<C: CountWord>(
+pub(crate) unsafe fn lookup_gather<C: CountWord>(
     padded: &[C],
     rows: usize,
     queries: &[u32],
     out: &mut [u32],
     streaming: bool,
+    prefetch: usize,
 ) -> Result<(), usize> {
     // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m512i, C>(padded, rows, queries, out, streaming) }
+    unsafe { generic::lookup::<__m512i, C, true>(padded, rows, queries, out, streaming, prefetch) }
+}
+
+/// # Safety
+/// The CPU supports AVX-512F, and the rest of [`generic::lookup`]'s contract holds.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn lookup_loads<C: CountWord>(
+    padded: &[C],
+    rows: usize,
+    queries: &[u32],
+    out: &mut [u32],
+    streaming: bool,
+    prefetch: usize,
+) -> Result<(), usize> {
+    // SAFETY: forwarded from this function's own contract.
+    unsafe { generic::lookup::<__m512i, C, false>(padded, rows, queries, out, streaming, prefetch) }
 }

@@ -1,0 +1,368 @@
+//! [`Kernel`]: one concrete lookup routine (an instruction set, a way of
+//! fetching counts, a prefetch distance), and [`KernelRequest`]: what the
+//! caller or `INITRET_FORCE_ISA` asks for.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use super::{FORCE_ISA_ENV, Isa, all};
+use crate::Error;
+
+/// How a kernel reads the counts of a block of range-checked queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fetch {
+    /// One scalar load per query (every ISA can).
+    Loads,
+    /// The ISA's gather instruction (`vpgatherdd`; AVX2 and AVX-512 only).
+    /// Fast on some cores, slow microcode on others: measure.
+    Gather,
+}
+
+/// The prefetch distances (in queries) that kernels are offered with, as
+/// well as none. Measured, not guessed: on the 2-core AMD EPYC (Zen 5)
+/// development VM, with 2^24 random queries into 2^26 rows of `u8` counts
+/// (64 MiB, past its 32 MiB L3), distances of 64 to 128 queries ran
+/// 1.3–1.9× faster than none and 16 gained nothing; on the Intel Xeon of
+/// issue 7, 32 to 64 did best. At 2^16 rows (in L2) prefetching costs a
+/// little. Which distance, if any, wins on a given machine and table is left
+/// to [`Calibration`](super::Calibration).
+pub const PREFETCH_DISTANCES: [u16; 2] = [32, 128];
+
+/// One lookup routine: an instruction set, how it fetches counts, and how
+/// many queries ahead it prefetches (0: it does not).
+///
+/// Its [`name`](Kernel::name) is the ISA, then `-gather` or `-loads` for the
+/// vector ISAs, then `-pfN` for a prefetch distance of `N`: `scalar`,
+/// `scalar-pf64`, `avx2-gather`, `avx512-loads-pf64`, `neon-loads`. Names
+/// parse back with `str::parse`, and `INITRET_FORCE_ISA` takes them.
+///
+/// ```
+/// use initret::arch::{Fetch, Isa, Kernel};
+///
+/// let kernel: Kernel = "avx512-loads-pf64".parse()?;
+/// assert_eq!((kernel.isa(), kernel.fetch(), kernel.prefetch_distance()), (Isa::Avx512, Fetch::Loads, 64));
+/// assert_eq!(kernel.to_string(), "avx512-loads-pf64");
+/// assert_eq!(Kernel::SCALAR.name(), "scalar");
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    isa: Isa,
+    fetch: Fetch,
+    prefetch: u16,
+}
+
+impl Kernel {
+    /// The portable scalar loop: runs everywhere.
+    pub const SCALAR: Kernel = Kernel {
+        isa: Isa::Scalar,
+        fetch: Fetch::Loads,
+        prefetch: 0,
+    };
+
+    /// The kernel for `isa` fetching with `fetch`, prefetching `prefetch`
+    /// queries ahead (0: not at all). Whether this CPU can run it is
+    /// [`Kernel::is_available`].
+    ///
+    /// ```
+    /// use initret::arch::{Fetch, Isa, Kernel};
+    /// assert_eq!(Kernel::new(Isa::Avx2, Fetch::Gather, 0).name(), "avx2-gather");
+    /// ```
+    pub const fn new(isa: Isa, fetch: Fetch, prefetch: u16) -> Kernel {
+        Kernel {
+            isa,
+            fetch,
+            prefetch,
+        }
+    }
+
+    /// The instruction set.
+    ///
+    /// ```
+    /// assert_eq!(initret::arch::Kernel::SCALAR.isa(), initret::arch::Isa::Scalar);
+    /// ```
+    pub fn isa(self) -> Isa {
+        self.isa
+    }
+
+    /// How counts are fetched.
+    ///
+    /// ```
+    /// assert_eq!(initret::arch::Kernel::SCALAR.fetch(), initret::arch::Fetch::Loads);
+    /// ```
+    pub fn fetch(self) -> Fetch {
+        self.fetch
+    }
+
+    /// How many queries ahead counts are prefetched (0: no prefetching).
+    ///
+    /// ```
+    /// assert_eq!(initret::arch::Kernel::SCALAR.prefetch_distance(), 0);
+    /// ```
+    pub fn prefetch_distance(self) -> u16 {
+        self.prefetch
+    }
+
+    /// The same kernel fetching with `fetch`.
+    pub(crate) fn with_fetch(self, fetch: Fetch) -> Kernel {
+        Kernel { fetch, ..self }
+    }
+
+    /// The kernel's name, as described on [`Kernel`].
+    ///
+    /// ```
+    /// use initret::arch::{Fetch, Isa, Kernel};
+    /// assert_eq!(Kernel::new(Isa::Scalar, Fetch::Loads, 32).name(), "scalar-pf32");
+    /// ```
+    pub fn name(self) -> String {
+        let mut name = self.isa.name().to_string();
+        if self.isa != Isa::Scalar {
+            name.push_str(match self.fetch {
+                Fetch::Loads => "-loads",
+                Fetch::Gather => "-gather",
+            });
+        }
+        if self.prefetch != 0 {
+            name.push_str(&format!("-pf{}", self.prefetch));
+        }
+        name
+    }
+
+    /// Whether this build and this CPU can run the kernel: its ISA is
+    /// available, it gathers only on an ISA that has a gather instruction,
+    /// and it prefetches only where the target has a prefetch hint.
+    ///
+    /// ```
+    /// use initret::arch::{Fetch, Isa, Kernel};
+    /// assert!(Kernel::SCALAR.is_available());
+    /// assert!(!Kernel::new(Isa::Scalar, Fetch::Gather, 0).is_available());
+    /// ```
+    pub fn is_available(self) -> bool {
+        let gathers = matches!(self.isa, Isa::Avx2 | Isa::Avx512);
+        self.isa.is_available()
+            && (self.fetch == Fetch::Loads || gathers)
+            && (self.prefetch == 0 || all::CAN_PREFETCH)
+    }
+
+    pub(crate) fn check_available(self) -> Result<Kernel, Error> {
+        self.isa.check_available()?;
+        if self.is_available() {
+            Ok(self)
+        } else {
+            Err(Error::IsaUnavailable {
+                requested: self.name(),
+                reason: "this instruction set has no such kernel on this target".into(),
+            })
+        }
+    }
+
+    /// Every kernel of `isa` this CPU can run: scalar loads, then (for the
+    /// vector ISAs) gathers, each without and with every distance of
+    /// [`PREFETCH_DISTANCES`] (loads only: a gather cannot be prefetched
+    /// any better than its lanes).
+    ///
+    /// ```
+    /// use initret::arch::{Isa, Kernel};
+    /// assert_eq!(Kernel::of(Isa::Scalar)[0], Kernel::SCALAR);
+    /// ```
+    pub fn of(isa: Isa) -> Vec<Kernel> {
+        let mut kernels = vec![Kernel::new(isa, Fetch::Loads, 0)];
+        kernels.extend(
+            PREFETCH_DISTANCES
+                .iter()
+                .map(|&d| Kernel::new(isa, Fetch::Loads, d)),
+        );
+        kernels.push(Kernel::new(isa, Fetch::Gather, 0));
+        kernels.retain(|k| k.is_available());
+        kernels
+    }
+
+    /// Every kernel this CPU can run, scalar first.
+    ///
+    /// ```
+    /// use initret::arch::Kernel;
+    /// let kernels = Kernel::available();
+    /// assert_eq!(kernels[0], Kernel::SCALAR);
+    /// assert!(kernels.iter().all(|k| k.is_available()));
+    /// ```
+    pub fn available() -> Vec<Kernel> {
+        Isa::available().into_iter().flat_map(Kernel::of).collect()
+    }
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl std::str::FromStr for Kernel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Kernel, Error> {
+        let unknown = || Error::IsaUnavailable {
+            requested: s.into(),
+            reason: "unknown kernel; expected an instruction set (scalar, avx2, avx512, neon), \
+                     optionally followed by -loads or -gather and -pfN"
+                .into(),
+        };
+        let name = s.trim().to_ascii_lowercase();
+        let mut parts = name.split('-');
+        let isa: Isa = parts.next().unwrap_or_default().parse()?;
+        let mut kernel = Kernel::new(isa, Fetch::Loads, 0);
+        for part in parts {
+            match part {
+                "loads" => kernel.fetch = Fetch::Loads,
+                "gather" => kernel.fetch = Fetch::Gather,
+                _ => {
+                    kernel.prefetch = part
+                        .strip_prefix("pf")
+                        .and_then(|d| d.parse().ok())
+                        .ok_or_else(unknown)?;
+                }
+            }
+        }
+        Ok(kernel)
+    }
+}
+
+/// Which kernel a CPU backend should run.
+///
+/// ```
+/// use initret::arch::{Isa, Kernel, KernelRequest};
+///
+/// assert_eq!("avx2".parse::<KernelRequest>()?, KernelRequest::Measure { isa: Some(Isa::Avx2) });
+/// assert_eq!("scalar-pf64".parse::<KernelRequest>()?, KernelRequest::Fixed("scalar-pf64".parse()?));
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelRequest {
+    /// Time every kernel this CPU can run (of `isa` only, if given) and keep
+    /// the fastest: the default.
+    Measure {
+        /// Limits the candidates to one instruction set.
+        isa: Option<Isa>,
+    },
+    /// Run this kernel, unmeasured.
+    Fixed(Kernel),
+}
+
+impl KernelRequest {
+    /// What `INITRET_FORCE_ISA` asks for: an instruction set's name limits
+    /// the measurement to its kernels, a kernel's full name (such as
+    /// `avx512-loads-pf64`) fixes the kernel, and an unset or empty variable
+    /// measures every kernel. An unknown name, or one this CPU cannot run,
+    /// is [`Error::IsaUnavailable`], never a quiet fallback. Read once per
+    /// process.
+    ///
+    /// ```
+    /// let request = initret::arch::KernelRequest::from_env()?;
+    /// assert!(!request.candidates().is_empty());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn from_env() -> Result<KernelRequest, Error> {
+        static FROM_ENV: OnceLock<Result<KernelRequest, (String, String)>> = OnceLock::new();
+        FROM_ENV
+            .get_or_init(|| match std::env::var(FORCE_ISA_ENV) {
+                Ok(name) if !name.trim().is_empty() => name
+                    .parse::<KernelRequest>()
+                    .and_then(KernelRequest::check_available)
+                    .map_err(|e| match e {
+                        Error::IsaUnavailable { requested, reason } => (requested, reason),
+                        other => (name, other.to_string()),
+                    }),
+                _ => Ok(KernelRequest::Measure { isa: None }),
+            })
+            .clone()
+            .map_err(|(requested, reason)| Error::IsaUnavailable {
+                requested,
+                reason: format!("{reason} (set by {FORCE_ISA_ENV})"),
+            })
+    }
+
+    /// This request, or [`Error::IsaUnavailable`] if this CPU cannot serve it.
+    ///
+    /// ```
+    /// use initret::arch::KernelRequest;
+    /// assert!(KernelRequest::Measure { isa: None }.check_available().is_ok());
+    /// ```
+    pub fn check_available(self) -> Result<KernelRequest, Error> {
+        match self {
+            KernelRequest::Measure { isa: Some(isa) } => isa.check_available().map(|_| self),
+            KernelRequest::Measure { isa: None } => Ok(self),
+            KernelRequest::Fixed(kernel) => kernel.check_available().map(|_| self),
+        }
+    }
+
+    /// The kernels this request leaves to choose from, all available here.
+    ///
+    /// ```
+    /// use initret::arch::{Kernel, KernelRequest};
+    /// assert_eq!(KernelRequest::Fixed(Kernel::SCALAR).candidates(), vec![Kernel::SCALAR]);
+    /// ```
+    pub fn candidates(self) -> Vec<Kernel> {
+        match self {
+            KernelRequest::Measure { isa: Some(isa) } => Kernel::of(isa),
+            KernelRequest::Measure { isa: None } => Kernel::available(),
+            KernelRequest::Fixed(kernel) => vec![kernel],
+        }
+    }
+}
+
+impl std::str::FromStr for KernelRequest {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<KernelRequest, Error> {
+        if s.contains('-') {
+            s.parse().map(KernelRequest::Fixed)
+        } else {
+            s.parse()
+                .map(|isa| KernelRequest::Measure { isa: Some(isa) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back_to_its_kernel() {
+        for isa in Isa::ALL {
+            for fetch in [Fetch::Loads, Fetch::Gather] {
+                for prefetch in [0, 8, 64, 1000] {
+                    let kernel = Kernel::new(isa, fetch, prefetch);
+                    if isa == Isa::Scalar && fetch == Fetch::Gather {
+                        continue; // named "scalar", the loads kernel
+                    }
+                    assert_eq!(kernel.name().parse::<Kernel>().unwrap(), kernel);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_names_are_errors() {
+        for name in [
+            "",
+            "avx3",
+            "avx2-pf",
+            "avx2-pfx",
+            "avx2-scatter",
+            "scalar-pf99999999",
+        ] {
+            assert!(name.parse::<Kernel>().is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn candidates_are_available_and_start_with_scalar() {
+        let all = KernelRequest::Measure { isa: None }.candidates();
+        assert_eq!(all[0], Kernel::SCALAR);
+        assert!(all.iter().all(|k| k.is_available()));
+        for isa in Isa::available() {
+            let of = KernelRequest::Measure { isa: Some(isa) }.candidates();
+            assert!(!of.is_empty() && of.iter().all(|k| k.isa() == isa));
+        }
+    }
+}

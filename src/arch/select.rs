@@ -1,0 +1,265 @@
+//! [`Calibration`]: the CPU backend's kernel, chosen by timing every
+//! candidate on the machine at hand, not by CPUID.
+//!
+//! Why measure: an instruction set's presence says nothing about its speed.
+//! On Intel cores from Skylake to Tiger Lake, the 2023 "Downfall" (Gather
+//! Data Sampling) microcode turns `vpgatherdd` into slow microcode, and
+//! inside a VM no CPU flag and no `/sys` file reveals it: there the AVX-512
+//! gather kernel ran 11× slower than the scalar loop. On AMD's Zen cores the
+//! same gather is fast. Which prefetch distance pays depends on the table's
+//! size against this machine's caches. So every candidate is timed.
+//!
+//! The batch shape: [`CALIBRATION_QUERIES`] uniformly random row indices
+//! per timed run, a fresh batch for every run. Random queries are the
+//! workload the seed describes and the shape that punishes gathers and
+//! caches the most; sequential queries would flatter gathers (neighbouring
+//! lanes share cache lines) and hide the cost of DRAM misses. Fresh batches
+//! keep one run's cache lines from warming the next run's. The candidates
+//! take turns, [`CALIBRATION_ROUNDS`] rounds of one run each, so a burst of
+//! other load on the machine hits them all alike, and each keeps its best
+//! run. The cost is `rounds × candidates` runs: on a seed-sized table about
+//! 0.5 ms, on a 2^26-row table (past the caches) about 3 ms, on one thread.
+
+use std::time::Duration;
+
+use super::{CountTable, Kernel, LookupKernel};
+use crate::Error;
+use crate::random::SplitMix64;
+
+/// Queries per timed calibration run.
+pub const CALIBRATION_QUERIES: usize = 1 << 13;
+
+/// Timed runs per candidate kernel; each keeps its best.
+pub const CALIBRATION_ROUNDS: usize = 3;
+
+/// One candidate kernel's measured speed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelRate {
+    /// The kernel timed.
+    pub kernel: Kernel,
+    /// Lookups per second in its best run.
+    pub lookups_per_s: f64,
+}
+
+/// How a CPU backend chose its kernel: every candidate's measured rate and
+/// the winner.
+///
+/// ```
+/// use initret::BitTable;
+/// use initret::arch::{Calibration, CountTable, Kernel};
+///
+/// let counts = CountTable::new(&BitTable::seed(1 << 16));
+/// let calibration = Calibration::measure(&counts, &Kernel::available())?;
+/// assert_eq!(calibration.rates().len(), Kernel::available().len());
+/// // The winner is the candidate with the highest measured rate.
+/// let best = calibration.rates().iter().map(|r| r.lookups_per_s).fold(0.0, f64::max);
+/// assert_eq!(calibration.rate_of(calibration.chosen()), Some(best));
+/// # Ok::<(), initret::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    chosen: Kernel,
+    rates: Vec<KernelRate>,
+}
+
+impl Calibration {
+    /// Times every kernel of `candidates` on `counts` (see the module
+    /// documentation for the batch shape and the cost) and keeps the
+    /// fastest. A single candidate is taken without timing. Fails with
+    /// [`Error::InvalidTable`] for a table with no rows, with
+    /// [`Error::IsaUnavailable`] for a candidate this CPU cannot run, and
+    /// with [`Error::Internal`] for an empty candidate list.
+    ///
+    /// ```
+    /// use initret::arch::{Calibration, CountTable, Kernel};
+    ///
+    /// let only = Calibration::measure(&CountTable::from_counts(&[1, 2]), &[Kernel::SCALAR])?;
+    /// assert_eq!(only.chosen(), Kernel::SCALAR);
+    /// assert!(only.rates().is_empty());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn measure(counts: &CountTable, candidates: &[Kernel]) -> Result<Calibration, Error> {
+        if counts.rows() == 0 {
+            return Err(Error::InvalidTable("the table has no rows".into()));
+        }
+        if let [only] = candidates {
+            LookupKernel::new(*only)?;
+            return Ok(Calibration {
+                chosen: *only,
+                rates: Vec::new(),
+            });
+        }
+        let routines = candidates
+            .iter()
+            .map(|&k| LookupKernel::new(k))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let mut rng = SplitMix64::new(0xCA1B_4A7E ^ counts.rows() as u64);
+        let mut queries = vec![0u32; CALIBRATION_QUERIES];
+        let mut out = vec![0u32; CALIBRATION_QUERIES];
+        Calibration::choose(candidates, CALIBRATION_ROUNDS, |candidate, _round| {
+            for q in queries.iter_mut() {
+                *q = rng.below(counts.rows() as u64) as u32;
+            }
+            crate::timing::best_of(1, || {
+                routines[candidate].lookup_with_stores(counts, &queries, &mut out, false)
+            })
+        })
+    }
+
+    /// The selection itself, with the timer injected: `time(candidate,
+    /// round)` times one run of `candidates[candidate]`. Each candidate keeps
+    /// its best run over `rounds`; the fastest wins, the earlier one on a
+    /// tie.
+    pub(crate) fn choose(
+        candidates: &[Kernel],
+        rounds: usize,
+        mut time: impl FnMut(usize, usize) -> Result<Duration, Error>,
+    ) -> Result<Calibration, Error> {
+        let mut best = vec![Duration::MAX; candidates.len()];
+        for round in 0..rounds.max(1) {
+            for (candidate, best) in best.iter_mut().enumerate() {
+                *best = (*best).min(time(candidate, round)?);
+            }
+        }
+        let rates: Vec<KernelRate> = candidates
+            .iter()
+            .zip(&best)
+            .map(|(&kernel, time)| KernelRate {
+                kernel,
+                lookups_per_s: CALIBRATION_QUERIES as f64 / time.as_secs_f64().max(1e-9),
+            })
+            .collect();
+        let chosen = rates
+            .iter()
+            .fold(None::<&KernelRate>, |best, rate| match best {
+                Some(b) if b.lookups_per_s >= rate.lookups_per_s => Some(b),
+                _ => Some(rate),
+            })
+            .map(|r| r.kernel)
+            .ok_or_else(|| Error::Internal("no candidate kernels to choose from".into()))?;
+        Ok(Calibration { chosen, rates })
+    }
+
+    /// The kernel chosen.
+    ///
+    /// ```
+    /// # use initret::arch::{Calibration, CountTable, Kernel};
+    /// let c = Calibration::measure(&CountTable::from_counts(&[3]), &[Kernel::SCALAR])?;
+    /// assert_eq!(c.chosen(), Kernel::SCALAR);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn chosen(&self) -> Kernel {
+        self.chosen
+    }
+
+    /// Every candidate's rate, in candidate order; empty when there was
+    /// nothing to choose between.
+    ///
+    /// ```
+    /// # use initret::arch::{Calibration, CountTable, Kernel};
+    /// let c = Calibration::measure(&CountTable::from_counts(&[3, 4]), &Kernel::available())?;
+    /// assert!(c.rates().iter().all(|r| r.lookups_per_s > 0.0));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn rates(&self) -> &[KernelRate] {
+        &self.rates
+    }
+
+    /// The measured rate of `kernel`, if it was timed.
+    ///
+    /// ```
+    /// # use initret::arch::{Calibration, CountTable, Kernel};
+    /// let c = Calibration::measure(&CountTable::from_counts(&[3]), &[Kernel::SCALAR])?;
+    /// assert_eq!(c.rate_of(Kernel::SCALAR), None);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn rate_of(&self, kernel: Kernel) -> Option<f64> {
+        self.rates
+            .iter()
+            .find(|r| r.kernel == kernel)
+            .map(|r| r.lookups_per_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{Fetch, Isa};
+
+    fn kernels() -> Vec<Kernel> {
+        vec![
+            Kernel::SCALAR,
+            Kernel::new(Isa::Avx512, Fetch::Gather, 0),
+            Kernel::new(Isa::Avx512, Fetch::Loads, 0),
+            Kernel::new(Isa::Avx2, Fetch::Gather, 0),
+        ]
+    }
+
+    /// Injected timings, in microseconds per candidate per round.
+    fn choose(micros: &[[u64; 3]]) -> Calibration {
+        Calibration::choose(&kernels()[..micros.len()], 3, |c, r| {
+            Ok(Duration::from_micros(micros[c][r]))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_fastest_kernel_wins_whatever_its_isa() {
+        // The "Downfall" machine: the AVX-512 gather is 11× slower than the
+        // scalar loop, which must win over the wider ISA.
+        let c = choose(&[[10, 11, 10], [110, 115, 112], [12, 12, 13], [300, 280, 290]]);
+        assert_eq!(c.chosen(), Kernel::SCALAR);
+        // A machine where the gather is fast.
+        let c = choose(&[[10, 11, 10], [4, 5, 6], [7, 7, 7], [9, 9, 9]]);
+        assert_eq!(c.chosen(), kernels()[1]);
+    }
+
+    #[test]
+    fn each_candidate_keeps_its_best_round() {
+        // Candidate 1 had one disturbed run but its best is the fastest.
+        let c = choose(&[[10, 10, 10], [500, 8, 9]]);
+        assert_eq!(c.chosen(), kernels()[1]);
+        let rate = CALIBRATION_QUERIES as f64 / 8e-6;
+        assert!((c.rate_of(kernels()[1]).unwrap() - rate).abs() < 1e-6 * rate);
+        assert_eq!(c.rates().len(), 2);
+    }
+
+    #[test]
+    fn ties_go_to_the_earlier_candidate() {
+        let c = choose(&[[5, 5, 5], [5, 5, 5], [5, 6, 7]]);
+        assert_eq!(c.chosen(), Kernel::SCALAR);
+    }
+
+    #[test]
+    fn a_timing_error_stops_the_selection() {
+        let err = Calibration::choose(&kernels(), 3, |c, _| {
+            if c == 2 {
+                Err(Error::Internal("timer".into()))
+            } else {
+                Ok(Duration::from_micros(1))
+            }
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Internal(_)));
+    }
+
+    #[test]
+    fn no_candidates_is_an_internal_error() {
+        assert!(matches!(
+            Calibration::choose(&[], 3, |_, _| Ok(Duration::ZERO)),
+            Err(Error::Internal(_))
+        ));
+    }
+
+    #[test]
+    fn every_round_visits_every_candidate_in_turn() {
+        let mut order = Vec::new();
+        Calibration::choose(&kernels(), 2, |c, r| {
+            order.push((r, c));
+            Ok(Duration::from_micros(1))
+        })
+        .unwrap();
+        let expected: Vec<_> = (0..2).flat_map(|r| (0..4).map(move |c| (r, c))).collect();
+        assert_eq!(order, expected);
+    }
+}
