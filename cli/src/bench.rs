@@ -115,7 +115,52 @@ pub fn best_time<T, E>(f: impl FnMut() -> Result<T, E>) -> Result<Duration, E> {
 /// # Ok::<(), initret::Error>(())
 /// ```
 pub fn kernel_name(cpu: &initret::cpu::CpuBackend) -> String {
-    cpu.isa().to_string()
+    cpu.kernel().to_string()
+}
+
+/// Rows of the DRAM-sized table `initret info` calibrates on (1 word per
+/// row: 256 MiB of words, 64 MiB of `u8` counts, past the caches).
+pub const DRAM_SIZED_ROWS: usize = 1 << 26;
+
+/// What a CPU backend measured when it chose its kernel for a random
+/// `rows × 1` table (built on `threads` workers, 0: one per CPU): one line
+/// per candidate kernel with its rate, the chosen one marked, as `initret
+/// info` prints it. A table that cannot be built gives a line saying why.
+///
+/// ```
+/// let report = initret_cli::bench::calibration_report("tiny", 1024, 1);
+/// assert!(report.starts_with("tiny table (1024 rows × 1 word): picks "), "{report}");
+/// ```
+pub fn calibration_report(name: &str, rows: usize, threads: usize) -> String {
+    let mut out = format!("{name} table ({rows} rows × 1 word): ");
+    let cpu = random_table(rows, 1, 0x5EED ^ 1)
+        .and_then(|table| initret::cpu::CpuBackend::new(&table, threads, None));
+    let cpu = match cpu {
+        Ok(cpu) => cpu,
+        Err(e) => {
+            let _ = writeln!(out, "no calibration: {e}");
+            return out;
+        }
+    };
+    let _ = writeln!(out, "picks {}", kernel_name(&cpu));
+    let rates = cpu.calibration().rates();
+    if rates.is_empty() {
+        out += "  (one candidate, taken without timing)\n";
+    }
+    for rate in rates {
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>10.3e} lookups/s{}",
+            rate.kernel.to_string(),
+            rate.lookups_per_s,
+            if rate.kernel == cpu.kernel() {
+                "  <- picked"
+            } else {
+                ""
+            }
+        );
+    }
+    out
 }
 
 /// The shape of one sweep point: queries per call, and the table's rows and
@@ -277,7 +322,7 @@ pub fn format_table(rows: &[BenchRow]) -> String {
         }
     }
     let mut out = format!(
-        "{:<22} {:<24} {:<14} {:>10} {:>10} {:>5} {:>12} {:>14} {:>15} {:>20} {:>20} {:>17}\n",
+        "{:<22} {:<24} {:<18} {:>10} {:>10} {:>5} {:>12} {:>14} {:>15} {:>20} {:>20} {:>17}\n",
         "strategy",
         "backend",
         "kernel",
@@ -294,10 +339,10 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<22} {:<24} {:<14} {:>10} {:>10} {:>5} {:>12.3e} {:>14.3e} {:>15} {:>20} {:>20} {:>17}",
+            "{:<22} {:<24} {:<18} {:>10} {:>10} {:>5} {:>12.3e} {:>14.3e} {:>15} {:>20} {:>20} {:>17}",
             r.strategy,
             truncate(&r.backend, 24),
-            truncate(&r.kernel, 14),
+            truncate(&r.kernel, 18),
             r.queries,
             r.rows,
             r.words_per_row,

@@ -44,7 +44,9 @@ enum Command {
     /// queries (or --queries), references and initret only. --rows measures
     /// one table with every strategy.
     Bench(BenchArgs),
-    /// Print CPU features, the chosen SIMD kernel and the GPU adapters
+    /// Print CPU features, the GPU adapters, and every kernel's measured rate
+    /// on a seed-sized (2^16 rows) and a DRAM-sized (2^26 rows) table with
+    /// the kernel each picks
     Info,
 }
 
@@ -108,25 +110,25 @@ fn run(cli: &Cli) -> Result<ExitCode, CliError> {
     let mut out = io::stdout().lock();
     match &cli.command {
         Some(Command::Bench(args)) => bench_command(&mut out, cli.threads, args),
-        Some(Command::Info) => info_command(&mut out),
+        Some(Command::Info) => info_command(&mut out, cli.threads),
         None => seed_command(&mut out, cli.threads),
     }
 }
 
-fn info_command(out: &mut impl Write) -> Result<ExitCode, CliError> {
+fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliError> {
     let mut text = String::from("CPU features:\n");
     for (name, present) in initret::arch::cpu_features() {
         text += &format!("  {name:<16} {}\n", if present { "yes" } else { "no" });
     }
     text += &format!(
         "available kernels: {}\n",
-        initret::arch::Isa::available_names()
+        initret::arch::Kernel::available()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    text += &format!("detected kernel:   {}\n", initret::arch::Isa::detected());
-    match initret::arch::Isa::selected() {
-        Ok(isa) => text += &format!("chosen kernel:     {isa}\n"),
-        Err(e) => text += &format!("chosen kernel:     none: {e}\n"),
-    }
+    text += &format!("detected ISA:      {}\n", initret::arch::Isa::detected());
     text += &format!("CPU threads:       {}\n", rayon::current_num_threads());
     match gpu::adapters() {
         Ok(adapters) => {
@@ -140,7 +142,14 @@ fn info_command(out: &mut impl Write) -> Result<ExitCode, CliError> {
         }
         Err(reason) => text += &format!("GPU adapters: {reason}\n"),
     }
+    // What is known at once goes out first; the calibrations take a moment.
     write_out(out, &text)?;
+    for (name, rows) in [
+        ("seed-sized", bench::SEED_SIZED_ROWS),
+        ("DRAM-sized", bench::DRAM_SIZED_ROWS),
+    ] {
+        write_out(out, &bench::calibration_report(name, rows, threads))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

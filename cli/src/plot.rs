@@ -1,7 +1,6 @@
 //! `initret bench --plot FILE.svg`: lookups/s against queries per call,
 //! log-log, one line per strategy and backend, the memcpy reference dashed,
-//! one panel per table shape (words per row, and rows when the sweep
-//! varies them). Drawn with plotters' SVG backend only: text is left to the
+//! one panel per table shape (words per row and rows). Drawn with plotters' SVG backend only: text is left to the
 //! SVG viewer, so no font files or system font libraries are needed.
 
 use std::collections::BTreeSet;
@@ -15,8 +14,55 @@ use crate::error::CliError;
 const COLUMNS: usize = 3;
 /// Size of one panel in pixels.
 const PANEL: (u32, u32) = (560, 420);
+/// Width of the legend strip on the right, and height of the title.
+const LEGEND_WIDTH: u32 = 380;
+const TITLE_HEIGHT: u32 = 40;
+/// Line colours (Tableau 10 without its pale yellow); memcpy is black.
+const COLORS: [RGBColor; 9] = [
+    RGBColor(0x4E, 0x79, 0xA7),
+    RGBColor(0xF2, 0x8E, 0x2B),
+    RGBColor(0xE1, 0x57, 0x59),
+    RGBColor(0x76, 0xB7, 0xB2),
+    RGBColor(0x59, 0xA1, 0x4F),
+    RGBColor(0xB0, 0x7A, 0xA1),
+    RGBColor(0xFF, 0x9D, 0xA7),
+    RGBColor(0x9C, 0x75, 0x5F),
+    RGBColor(0xBA, 0xB0, 0xAC),
+];
 
-/// The rows as an SVG document.
+/// One line of the figure: a strategy on a backend, in the same colour in
+/// every panel.
+struct Line {
+    strategy: String,
+    backend: String,
+    color: RGBColor,
+}
+
+impl Line {
+    fn is_reference(&self) -> bool {
+        self.strategy == "memcpy"
+    }
+
+    fn is_initret(&self) -> bool {
+        rank(&self.strategy) == 0
+    }
+
+    fn style(&self) -> ShapeStyle {
+        self.color
+            .stroke_width(if self.is_initret() { 3 } else { 2 })
+    }
+
+    fn label(&self) -> String {
+        if self.backend == "cpu" {
+            self.strategy.clone()
+        } else {
+            format!("{} ({})", self.strategy, self.backend)
+        }
+    }
+}
+
+/// The rows as an SVG document: one panel per table shape, a shared legend
+/// on the right.
 ///
 /// ```
 /// use initret_cli::bench::{BenchRow, Shape};
@@ -38,39 +84,63 @@ pub fn render_svg(rows: &[BenchRow]) -> Result<String, CliError> {
     if rows.is_empty() {
         return Err(CliError::Plot("no measured rows to plot".into()));
     }
-    // Panels: seed-sized rows first, as the sweep runs them.
-    let panels: Vec<(usize, usize)> = {
-        let mut seen = Vec::new();
-        for r in &rows {
-            if !seen.contains(&(r.rows, r.words_per_row)) {
-                seen.push((r.rows, r.words_per_row));
-            }
+    // Panels in the order the sweep ran them.
+    let mut panels: Vec<(usize, usize)> = Vec::new();
+    for r in &rows {
+        if !panels.contains(&(r.rows, r.words_per_row)) {
+            panels.push((r.rows, r.words_per_row));
         }
-        seen
-    };
-    // Every line keeps its colour in every panel.
-    let lines: Vec<(String, String)> = rows
+    }
+    // initret's own lines first (they get the first colours and the top
+    // of the legend), then the references, then the baselines.
+    let mut next_color = COLORS.iter().cycle();
+    let lines: Vec<Line> = rows
         .iter()
-        .map(|r| (r.strategy.clone(), r.backend.clone()))
+        .map(|r| (rank(&r.strategy), r.strategy.clone(), r.backend.clone()))
         .collect::<BTreeSet<_>>()
         .into_iter()
+        .map(|(_, strategy, backend)| {
+            let color = if strategy == "memcpy" {
+                BLACK
+            } else {
+                next_color.next().copied().unwrap_or(BLACK)
+            };
+            Line {
+                strategy,
+                backend,
+                color,
+            }
+        })
         .collect();
     let columns = panels.len().min(COLUMNS);
     let grid_rows = panels.len().div_ceil(COLUMNS);
-    let size = (PANEL.0 * columns as u32, PANEL.1 * grid_rows as u32);
+    let grid_width = PANEL.0 * columns as u32;
+    let size = (
+        grid_width + LEGEND_WIDTH,
+        PANEL.1 * grid_rows as u32 + TITLE_HEIGHT,
+    );
 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let areas = root.split_evenly((grid_rows, columns));
+        let root = root
+            .titled(
+                "initret bench: lookups/s against queries per call (log-log); dashed: memcpy of the same bytes",
+                ("sans-serif", 20),
+            )
+            .map_err(plot_error)?;
+        let (grid, legend) = root.split_horizontally(grid_width);
+        let areas = grid.split_evenly((grid_rows, columns));
         for (panel, area) in panels.iter().zip(&areas) {
-            let in_panel: Vec<&&BenchRow> = rows
+            let in_panel: Vec<&BenchRow> = rows
                 .iter()
+                .copied()
                 .filter(|r| (r.rows, r.words_per_row) == *panel)
                 .collect();
-            draw_panel(area, *panel, &in_panel, &lines, panels.len() > 1)?;
+            draw_panel(area, *panel, &in_panel, &lines)?;
         }
+        draw_legend(&legend, &lines)?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
@@ -79,20 +149,15 @@ pub fn render_svg(rows: &[BenchRow]) -> Result<String, CliError> {
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     (rows, words): (usize, usize),
-    in_panel: &[&&BenchRow],
-    lines: &[(String, String)],
-    name_rows: bool,
+    in_panel: &[&BenchRow],
+    lines: &[Line],
 ) -> Result<(), CliError> {
     let (x_min, x_max) = bounds(in_panel.iter().map(|r| r.queries as f64));
     let (y_min, y_max) = bounds(in_panel.iter().map(|r| r.lookups_per_s));
     let caption = format!(
-        "{words} word{}/row{}",
+        "{words} word{}/row, {} rows",
         if words == 1 { "" } else { "s" },
-        if name_rows {
-            format!(", {} rows", power_of_two(rows as f64))
-        } else {
-            String::new()
-        }
+        power_of_two(rows as f64)
     );
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
@@ -113,44 +178,61 @@ fn draw_panel<DB: DrawingBackend>(
         .label_style(("sans-serif", 11))
         .draw()
         .map_err(plot_error)?;
-    for (index, (strategy, backend)) in lines.iter().enumerate() {
+    for line in lines {
         let mut points: Vec<(f64, f64)> = in_panel
             .iter()
-            .filter(|r| &r.strategy == strategy && &r.backend == backend)
+            .filter(|r| r.strategy == line.strategy && r.backend == line.backend)
             .map(|r| (r.queries as f64, r.lookups_per_s))
             .collect();
-        if points.is_empty() {
-            continue;
-        }
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let color = Palette99::pick(index).to_rgba();
-        let style = color.stroke_width(2);
-        let label = if backend == "cpu" {
-            strategy.clone()
-        } else {
-            format!("{strategy} ({backend})")
-        };
-        let annotation = if strategy == "memcpy" {
+        let style = line.style();
+        if line.is_reference() {
             chart
                 .draw_series(DashedLineSeries::new(points, 6, 4, style))
-                .map_err(plot_error)?
+                .map_err(plot_error)?;
         } else {
             chart
                 .draw_series(LineSeries::new(points, style))
-                .map_err(plot_error)?
-        };
-        annotation
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+                .map_err(plot_error)?;
+        }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", 10))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_error)
+    Ok(())
+}
+
+/// The legend strip: a sample of each line and its label.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    lines: &[Line],
+) -> Result<(), CliError> {
+    for (i, line) in lines.iter().enumerate() {
+        let y = 40 + 24 * i as i32;
+        let style = line.style();
+        let segments: Vec<(i32, i32)> = if line.is_reference() {
+            vec![(10, 16), (22, 28), (34, 40)]
+        } else {
+            vec![(10, 40)]
+        };
+        for (x0, x1) in segments {
+            area.draw(&PathElement::new(vec![(x0, y), (x1, y)], style))
+                .map_err(plot_error)?;
+        }
+        area.draw(&Text::new(
+            line.label(),
+            (48, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+/// 0 for initret's own strategies, 1 for the references, 2 for the rest.
+fn rank(strategy: &str) -> u8 {
+    match strategy {
+        s if s.starts_with("initret") || s.starts_with("gpu-") => 0,
+        "memcpy" | "naive-rayon" => 1,
+        _ => 2,
+    }
 }
 
 /// Smallest and largest of `values` (all positive and finite here).
