@@ -143,6 +143,11 @@ fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliErr
         Err(reason) => text += &format!("GPU adapters: {reason}\n"),
     }
     // What is known at once goes out first; the calibrations take a moment.
+    text += &format!(
+        "kernel calibration (what a CPU backend measures when it is built: each candidate's best of {} runs of {} random queries, one per candidate in turn):\n",
+        initret::arch::CALIBRATION_ROUNDS,
+        initret::arch::CALIBRATION_QUERIES
+    );
     write_out(out, &text)?;
     for (name, rows) in [
         ("seed-sized", bench::SEED_SIZED_ROWS),
