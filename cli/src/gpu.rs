@@ -1,5 +1,5 @@
 //! The GPU side of the harness behind one interface, built or not: with the
-//! `gpu` feature it measures [`initret::gpu::GpuBackend`]; without it, a
+//! `gpu` feature it measures `initret::gpu::GpuBackend`; without it, a
 //! stub of the same shape says "not built" where the GPU rows would be, so
 //! the rest of the CLI has no `cfg` arms.
 

@@ -5,7 +5,7 @@
 //! nothing of it.
 //!
 //! * [`baseline`]: the recipes initret is compared with.
-//! * [`bench`]: the sweep plan, its size checks and the measurements.
+//! * [`bench`](mod@bench): the sweep plan, its size checks and the measurements.
 //! * [`seed`]: the main job.
 //! * [`gpu`]: the GPU rows (a stub without the `gpu` feature).
 //! * [`plot`]: `bench --plot FILE.svg`.

@@ -57,6 +57,8 @@ pub fn timed<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<(Duration, T), E>
 pub struct SeedReport {
     /// Worker threads given to every pooled strategy.
     pub threads: usize,
+    /// Size of the seed's cache in bytes.
+    pub cache_bytes: usize,
     /// One row per strategy.
     pub rows: Vec<SeedRow>,
     /// Lines to print after the table (where the GPU rows ran, or why not).
@@ -177,6 +179,7 @@ pub fn run(threads: usize) -> Result<SeedReport, CliError> {
     rows.extend(gpu_rows);
     Ok(SeedReport {
         threads,
+        cache_bytes: cache.size_in_bytes(),
         rows,
         notes: vec![note],
         expected: cache.reference_popcount(&items)?,
@@ -206,15 +209,15 @@ impl SeedReport {
     ///     strategy: "serial".into(), workers: "1".into(), init_calls: "0".into(),
     ///     setup: Duration::ZERO, time: Duration::from_millis(1), counts: vec![1],
     /// };
-    /// let report = SeedReport { threads: 1, rows: vec![row], notes: vec![], expected: vec![1] };
+    /// let report = SeedReport { threads: 1, cache_bytes: 4096, rows: vec![row], notes: vec![], expected: vec![1] };
     /// let text = report.render();
-    /// assert!(text.contains("serial") && text.contains("disagree"));
+    /// assert!(text.contains("serial") && text.contains("(4 KiB)") && text.contains("disagree"));
     /// assert_eq!(report.disagreements(), ["serial"]);
     /// ```
     pub fn render(&self) -> String {
         let mut out = format!(
             "seed workload: popcount of each of the first 2^16-1 integers via a {SEED_ROWS}-row cache ({} KiB), {} worker threads\n",
-            BitTable::seed(SEED_ROWS).size_in_bytes() / 1024,
+            self.cache_bytes / 1024,
             self.threads
         );
         let reference = self
