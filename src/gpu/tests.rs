@@ -276,7 +276,6 @@ fn wide_rows_split_into_segments_of_whole_loops() {
     // The derivation's per-invocation loop stays far below llvmpipe's 65535.
     let per_row = Segments::new(1, 1 << 20).pieces(u64::MAX).next().unwrap();
     assert_eq!(per_row.segments, 0..(1 << 20) / SEGMENT_WORDS);
-    assert!(SEGMENT_WORDS < 65535);
     let mut rng = SplitMix64::new(1);
     let table = BitTable::from_fn(2, 70_000, |_, _| rng.next_u64() as u32).unwrap();
     let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, Some(8192))) else {
