@@ -21,7 +21,10 @@ use crate::{BitTable, Error};
 /// llvmpipe ends a shader loop (and a driver's watchdog), and large enough
 /// that each invocation does real work.
 pub(super) const SEGMENT_WORDS: u64 = 1024;
-const _: () = assert!(SEGMENT_WORDS < 65535, "a segment must stay below llvmpipe's loop limit");
+const _: () = assert!(
+    SEGMENT_WORDS < 65535,
+    "a segment must stay below llvmpipe's loop limit"
+);
 
 /// Most table bytes uploaded at once: bounds the transient memory (piece
 /// buffer and wgpu's staging copy) however large the table is.
