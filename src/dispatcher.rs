@@ -285,9 +285,9 @@ fn measure_crossover(
 /// Maps popcount lookups over one [`BitTable`] on a chosen backend.
 ///
 /// [`Dispatcher::new`] places the table once, the initializer: on the CPU,
-/// every worker derives its own per-row count table; on the GPU, the table
-/// is uploaded once into a storage buffer. Every call afterwards moves only
-/// queries and counts.
+/// every worker derives its own per-row count table; on the GPU, a counting
+/// pass derives the same counts on the device as the table streams through
+/// it. Every call afterwards moves only queries and counts.
 ///
 /// A query index `>= rows` is [`Error::IndexOutOfRange`] naming the first
 /// offending position, on every backend: never a panic, never a wrong count.

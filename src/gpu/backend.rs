@@ -36,7 +36,7 @@ fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Popcount lookups on a GPU, into one table uploaded once.
+/// Popcount lookups on a GPU, into per-row counts derived on the device once.
 ///
 /// `GpuBackend` is `Send + Sync`: calls from many threads are serialized on
 /// one internal lock (one device queue does the work either way).

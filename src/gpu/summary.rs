@@ -28,7 +28,8 @@ pub struct AdapterSummary {
     pub driver: String,
     /// Driver version details (may be empty).
     pub driver_info: String,
-    /// Largest storage buffer one binding may cover, in bytes: the table must fit in it.
+    /// Largest storage buffer one binding may cover, in bytes: the per-row
+    /// counts must fit in it (the table streams through in pieces).
     pub max_storage_buffer_binding_size: u64,
     /// Largest buffer the device can create, in bytes.
     pub max_buffer_size: u64,
