@@ -79,8 +79,11 @@ impl DispatcherBuilder {
     /// Which backend to use (default [`Backend::Auto`]).
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).backend(initret::Backend::Cpu);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).build()?;
+    /// assert_eq!((d.requested_backend(), d.route(1 << 30)), (Backend::Cpu, Backend::Cpu));
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn backend(mut self, backend: Backend) -> DispatcherBuilder {
         self.backend = backend;
@@ -91,8 +94,11 @@ impl DispatcherBuilder {
     /// `RAYON_NUM_THREADS` if set, else one per CPU.
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).threads(2);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).threads(2).build()?;
+    /// assert_eq!(d.cpu().map(|cpu| cpu.threads()), Some(2));
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn threads(mut self, threads: usize) -> DispatcherBuilder {
         self.threads = threads;
@@ -102,8 +108,11 @@ impl DispatcherBuilder {
     /// Forces the CPU kernel's instruction set (default: [`Isa::selected`]).
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).isa(initret::arch::Isa::Scalar);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher, arch::Isa};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).isa(Isa::Scalar).build()?;
+    /// assert_eq!(d.cpu().map(|cpu| cpu.isa()), Some(Isa::Scalar));
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn isa(mut self, isa: Isa) -> DispatcherBuilder {
         self.isa = Some(isa);
@@ -124,8 +133,12 @@ impl DispatcherBuilder {
     /// backends; a software adapter is still skipped.
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).auto_crossover(1 << 20);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).auto_crossover(1 << 20).build()?;
+    /// // Below the crossover every batch stays on the CPU, GPU or not.
+    /// assert_eq!(d.route((1 << 20) - 1), Backend::Cpu);
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn auto_crossover(mut self, queries: usize) -> DispatcherBuilder {
         self.auto_crossover = Some(queries);
@@ -137,7 +150,7 @@ impl DispatcherBuilder {
     ///
     /// ```
     /// let d = initret::Dispatcher::builder(initret::BitTable::seed(4)).build()?;
-    /// # let _ = d;
+    /// assert_eq!(d.popcount(&[3])?, vec![2]);
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn build(self) -> Result<Dispatcher, Error> {
@@ -362,7 +375,7 @@ impl Dispatcher {
     ///
     /// ```
     /// let d = initret::Dispatcher::builder(initret::BitTable::seed(8)).threads(1).build()?;
-    /// # let _ = d;
+    /// assert_eq!((d.rows(), d.requested_backend()), (8, initret::Backend::Auto));
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn builder(table: BitTable) -> DispatcherBuilder {
