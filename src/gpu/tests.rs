@@ -90,6 +90,9 @@ fn counts_derived_in_small_pieces_match() {
         (5, 3000, 4096),
         (3, 5000, 3 * 4096 + 12),
         (40, 2048, 8192),
+        // u16 lanes with rows cut mid-way (two segments a row).
+        (31, 2000, 4096),
+        (31, 2000, 5000),
     ] {
         let table = random_table(rows, words_per_row, words_per_row as u64).unwrap();
         let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, Some(piece_bytes))) else {
@@ -309,4 +312,31 @@ fn gpu_errors_keep_their_wgpu_source() {
             .to_string()
             .contains("mapping a staging buffer failed")
     );
+}
+
+#[test]
+fn each_lane_holds_the_largest_count_of_its_width() {
+    // All-ones rows at the widest each lane width takes: 7 words (224 in a
+    // u8), 2047 words (65504 in a u16), 2048 words (65536 in a u32). A carry
+    // into the neighbouring lane would show in the next row's count.
+    for words_per_row in [7usize, 2047, 2048] {
+        let rows = 9;
+        let table = BitTable::from_fn(
+            rows,
+            words_per_row,
+            |row, _| {
+                if row % 3 == 1 { 0 } else { u32::MAX }
+            },
+        )
+        .unwrap();
+        let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, Some(4096))) else {
+            return;
+        };
+        let queries: Vec<u32> = (0..rows as u32).collect();
+        assert_eq!(
+            gpu.popcount(&queries).unwrap(),
+            table.reference_popcount(&queries).unwrap(),
+            "{words_per_row} words a row"
+        );
+    }
 }
