@@ -5,10 +5,10 @@
 //! Every lookup reads the derived counts, never the rows. The one width
 //! where reading the row could compete is one word per row (one load
 //! either way); measured on lavapipe (2-core EPYC VM, 2^22 queries into
-//! 2^16 rows, alternating runs under load) the count path did 82–137 M
-//! lookups/s end to end against 87–131 M/s for the row-reading shader it
-//! replaced, so no row-reading path is kept. At 16 words per row the row
-//! path did 16–23 M/s and the count path 97–132 M/s.
+//! 2^16 rows, alternating runs) the count path did 240–254 M lookups/s end
+//! to end against 219–253 M/s for the row-reading shader it replaced, so no
+//! row-reading path is kept. At 16 words per row the row path did 70–76 M/s
+//! and the count path 243–253 M/s.
 
 use wgpu::BufferUsages;
 
