@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::arch::Isa;
+use crate::arch::{Isa, Kernel, KernelRequest};
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 use crate::{BitTable, Error};
@@ -70,7 +70,7 @@ pub struct DispatcherBuilder {
     table: BitTable,
     backend: Backend,
     threads: usize,
-    isa: Option<Isa>,
+    kernel: Option<KernelRequest>,
     auto_accepts_software_gpu: bool,
     auto_crossover: Option<usize>,
 }
@@ -105,7 +105,11 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Forces the CPU kernel's instruction set (default: [`Isa::selected`]).
+    /// Limits the CPU kernel to one instruction set: the backend still
+    /// measures that ISA's kernels (gathers or scalar loads, prefetching or
+    /// not) and keeps the fastest. Overrides `INITRET_FORCE_ISA`. Default:
+    /// what `INITRET_FORCE_ISA` asks for, or every kernel this CPU can run
+    /// ([`KernelRequest::from_env`]).
     ///
     /// ```
     /// use initret::{Backend, BitTable, Dispatcher, arch::Isa};
@@ -115,7 +119,21 @@ impl DispatcherBuilder {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn isa(mut self, isa: Isa) -> DispatcherBuilder {
-        self.isa = Some(isa);
+        self.kernel = Some(KernelRequest::Measure { isa: Some(isa) });
+        self
+    }
+
+    /// Fixes the CPU kernel, unmeasured. Overrides `INITRET_FORCE_ISA`.
+    ///
+    /// ```
+    /// use initret::{Backend, BitTable, Dispatcher, arch::Kernel};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).kernel(Kernel::SCALAR).build()?;
+    /// assert_eq!(d.cpu().map(|cpu| cpu.kernel()), Some(Kernel::SCALAR));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn kernel(mut self, kernel: Kernel) -> DispatcherBuilder {
+        self.kernel = Some(KernelRequest::Fixed(kernel));
         self
     }
 
@@ -156,12 +174,17 @@ impl DispatcherBuilder {
     pub fn build(self) -> Result<Dispatcher, Error> {
         let table = self.table;
         table.require_rows()?;
+        let request = match self.kernel {
+            Some(request) => request.check_available()?,
+            None => KernelRequest::from_env()?,
+        };
+        let cpu = || CpuBackend::with_request(&table, self.threads, request);
         let engine = match self.backend {
-            Backend::Cpu => Engine::Cpu(CpuBackend::new(&table, self.threads, self.isa)?),
+            Backend::Cpu => Engine::Cpu(cpu()?),
             Backend::Gpu => Engine::Gpu(GpuBackend::new(&table)?),
             Backend::Auto => Engine::Auto(AutoEngine::new(
                 &table,
-                CpuBackend::new(&table, self.threads, self.isa)?,
+                cpu()?,
                 self.auto_accepts_software_gpu,
                 self.auto_crossover,
             )),
@@ -310,7 +333,8 @@ fn measure_crossover(
 ///
 /// # Choosing a backend
 ///
-/// * [`Backend::Cpu`]: worker threads and the kernel of [`Isa::selected`].
+/// * [`Backend::Cpu`]: worker threads and the kernel that measured fastest
+///   on this machine and table ([`CpuBackend::calibration`]).
 /// * [`Backend::Gpu`]: the wgpu backend; fails to build with
 ///   [`Error::GpuUnavailable`] (with the reason) when there is no adapter
 ///   or the crate was built without the `gpu` feature.
@@ -383,7 +407,7 @@ impl Dispatcher {
             table,
             backend: Backend::Auto,
             threads: 0,
-            isa: None,
+            kernel: None,
             auto_accepts_software_gpu: false,
             auto_crossover: None,
         }
