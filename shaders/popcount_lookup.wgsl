@@ -1,7 +1,9 @@
-// Popcount lookups into one read-only table.
+// Popcount lookups into the per-row count table `derive_counts.wgsl` built
+// once at upload: one invocation per query, one load per lookup, however wide
+// the rows are (the GPU twin of the CPU's `CountTable`).
 //
-// One invocation per query: `counts[p]` = number of set bits in row
-// `queries[p]` of `table` (rows of `words_per_row` u32 words, row after row).
+// Counts are packed `1 << lanes_log2` to a u32 word (u8, u16 or u32 lanes),
+// row r in lane `r & (lanes - 1)` of word `r >> lanes_log2`, low lane first.
 //
 // An index >= rows is not clamped: the invocation records its position with
 // atomicMin on `first_bad`, so that after the dispatch `first_bad` holds the
@@ -12,10 +14,11 @@ struct Params {
     // Number of valid queries in `queries` for this dispatch (buffers may be larger).
     count: u32,
     rows: u32,
-    words_per_row: u32,
     // Invocations per row of the 2D dispatch grid (workgroups in x * workgroup size):
     // large batches need y > 1 because one dimension stops at 65535 workgroups.
     threads_per_row: u32,
+    // log2 of the counts per u32 word: 2 (u8), 1 (u16) or 0 (u32).
+    lanes_log2: u32,
 }
 
 struct Output {
@@ -23,7 +26,7 @@ struct Output {
     counts: array<u32>,
 }
 
-@group(0) @binding(0) var<storage, read> table: array<u32>;
+@group(0) @binding(0) var<storage, read> row_counts: array<u32>;
 @group(0) @binding(1) var<storage, read> queries: array<u32>;
 @group(0) @binding(2) var<storage, read_write> output: Output;
 @group(0) @binding(3) var<uniform> params: Params;
@@ -40,10 +43,8 @@ fn popcount_lookup(@builtin(global_invocation_id) id: vec3<u32>) {
         output.counts[position] = 0u;
         return;
     }
-    let start = index * params.words_per_row;
-    var count = 0u;
-    for (var w = 0u; w < params.words_per_row; w++) {
-        count += countOneBits(table[start + w]);
-    }
-    output.counts[position] = count;
+    let bits = 32u >> params.lanes_log2;
+    let lane = index & ((1u << params.lanes_log2) - 1u);
+    let word = row_counts[index >> params.lanes_log2];
+    output.counts[position] = (word >> (lane * bits)) & (0xFFFFFFFFu >> (32u - bits));
 }

@@ -1,12 +1,10 @@
 //! [`Dispatcher`]: one API for popcount lookups over a chosen backend.
 
 use std::fmt;
-#[cfg(feature = "gpu")]
 use std::sync::OnceLock;
 
-use crate::arch::Isa;
+use crate::arch::{Isa, Kernel, KernelRequest};
 use crate::cpu::CpuBackend;
-#[cfg(feature = "gpu")]
 use crate::gpu::GpuBackend;
 use crate::{BitTable, Error};
 
@@ -47,7 +45,7 @@ impl std::str::FromStr for Backend {
             "cpu" => Ok(Backend::Cpu),
             "gpu" => Ok(Backend::Gpu),
             "auto" => Ok(Backend::Auto),
-            other => Err(Error::InvalidArgument(format!(
+            other => Err(Error::InvalidConfig(format!(
                 "unknown backend {other:?}; expected cpu, gpu or auto"
             ))),
         }
@@ -72,7 +70,7 @@ pub struct DispatcherBuilder {
     table: BitTable,
     backend: Backend,
     threads: usize,
-    isa: Option<Isa>,
+    kernel: Option<KernelRequest>,
     auto_accepts_software_gpu: bool,
     auto_crossover: Option<usize>,
 }
@@ -81,8 +79,11 @@ impl DispatcherBuilder {
     /// Which backend to use (default [`Backend::Auto`]).
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).backend(initret::Backend::Cpu);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).build()?;
+    /// assert_eq!((d.requested_backend(), d.route(1 << 30)), (Backend::Cpu, Backend::Cpu));
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn backend(mut self, backend: Backend) -> DispatcherBuilder {
         self.backend = backend;
@@ -93,30 +94,54 @@ impl DispatcherBuilder {
     /// `RAYON_NUM_THREADS` if set, else one per CPU.
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).threads(2);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).threads(2).build()?;
+    /// assert_eq!(d.cpu().map(|cpu| cpu.threads()), Some(2));
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn threads(mut self, threads: usize) -> DispatcherBuilder {
         self.threads = threads;
         self
     }
 
-    /// Forces the CPU kernel's instruction set (default: [`Isa::selected`]).
+    /// Limits the CPU kernel to one instruction set: the backend still
+    /// measures that ISA's kernels (gathers or scalar loads, prefetching or
+    /// not) and keeps the fastest. Overrides `INITRET_FORCE_ISA`. Default:
+    /// what `INITRET_FORCE_ISA` asks for, or every kernel this CPU can run
+    /// ([`KernelRequest::from_env`]).
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).isa(initret::arch::Isa::Scalar);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher, arch::Isa};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).isa(Isa::Scalar).build()?;
+    /// assert_eq!(d.cpu().map(|cpu| cpu.isa()), Some(Isa::Scalar));
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn isa(mut self, isa: Isa) -> DispatcherBuilder {
-        self.isa = Some(isa);
+        self.kernel = Some(KernelRequest::Measure { isa: Some(isa) });
+        self
+    }
+
+    /// Fixes the CPU kernel, unmeasured. Overrides `INITRET_FORCE_ISA`.
+    ///
+    /// ```
+    /// use initret::{Backend, BitTable, Dispatcher, arch::Kernel};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).kernel(Kernel::SCALAR).build()?;
+    /// assert_eq!(d.cpu().map(|cpu| cpu.kernel()), Some(Kernel::SCALAR));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn kernel(mut self, kernel: Kernel) -> DispatcherBuilder {
+        self.kernel = Some(KernelRequest::Fixed(kernel));
         self
     }
 
     /// Lets [`Backend::Auto`] consider a software (CPU-type) adapter such as
     /// llvmpipe, which it normally skips; for testing the crossover logic on
     /// machines without a GPU.
-    #[doc(hidden)]
-    pub fn auto_accepts_software_gpu(mut self, yes: bool) -> DispatcherBuilder {
+    #[cfg(test)]
+    pub(crate) fn auto_accepts_software_gpu(mut self, yes: bool) -> DispatcherBuilder {
         self.auto_accepts_software_gpu = yes;
         self
     }
@@ -126,8 +151,12 @@ impl DispatcherBuilder {
     /// backends; a software adapter is still skipped.
     ///
     /// ```
-    /// let b = initret::Dispatcher::builder(initret::BitTable::seed(4)).auto_crossover(1 << 20);
-    /// # let _ = b;
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).auto_crossover(1 << 20).build()?;
+    /// // Below the crossover every batch stays on the CPU, GPU or not.
+    /// assert_eq!(d.route((1 << 20) - 1), Backend::Cpu);
+    /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn auto_crossover(mut self, queries: usize) -> DispatcherBuilder {
         self.auto_crossover = Some(queries);
@@ -139,31 +168,26 @@ impl DispatcherBuilder {
     ///
     /// ```
     /// let d = initret::Dispatcher::builder(initret::BitTable::seed(4)).build()?;
-    /// # let _ = d;
+    /// assert_eq!(d.popcount(&[3])?, vec![2]);
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn build(self) -> Result<Dispatcher, Error> {
         let table = self.table;
         table.require_rows()?;
+        let request = match self.kernel {
+            Some(request) => request.check_available()?,
+            None => KernelRequest::from_env()?,
+        };
+        let cpu = || CpuBackend::with_request(&table, self.threads, request);
         let engine = match self.backend {
-            Backend::Cpu => Engine::Cpu(CpuBackend::new(&table, self.threads, self.isa)?),
-            #[cfg(feature = "gpu")]
+            Backend::Cpu => Engine::Cpu(cpu()?),
             Backend::Gpu => Engine::Gpu(GpuBackend::new(&table)?),
-            #[cfg(not(feature = "gpu"))]
-            Backend::Gpu => {
-                return Err(Error::GpuUnavailable(
-                    "this build has no GPU backend (the `gpu` cargo feature is off)".into(),
-                ));
-            }
-            #[cfg(feature = "gpu")]
             Backend::Auto => Engine::Auto(AutoEngine::new(
                 &table,
-                CpuBackend::new(&table, self.threads, self.isa)?,
+                cpu()?,
                 self.auto_accepts_software_gpu,
                 self.auto_crossover,
             )),
-            #[cfg(not(feature = "gpu"))]
-            Backend::Auto => Engine::Cpu(CpuBackend::new(&table, self.threads, self.isa)?),
         };
         Ok(Dispatcher {
             rows: table.rows(),
@@ -176,19 +200,15 @@ impl DispatcherBuilder {
 
 enum Engine {
     Cpu(CpuBackend),
-    #[cfg(feature = "gpu")]
     Gpu(GpuBackend),
-    #[cfg(feature = "gpu")]
     Auto(AutoEngine),
 }
 
 /// Batch sizes `Auto` tries when it measures the CPU/GPU crossover.
-#[cfg(feature = "gpu")]
 const CROSSOVER_CANDIDATES: [usize; 6] = [1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22];
 
 /// `Backend::Auto`: always a CPU backend, plus a real GPU used for batches
 /// of at least the crossover.
-#[cfg(feature = "gpu")]
 struct AutoEngine {
     cpu: CpuBackend,
     /// The GPU and the smallest batch it takes, if it is used at all.
@@ -199,7 +219,6 @@ struct AutoEngine {
     lost: OnceLock<String>,
 }
 
-#[cfg(feature = "gpu")]
 impl AutoEngine {
     fn new(
         table: &BitTable,
@@ -281,7 +300,6 @@ impl AutoEngine {
 
 /// The smallest candidate batch size at which the GPU end to end beats the
 /// CPU (best of 3 each, on random queries), or `None` if it never does.
-#[cfg(feature = "gpu")]
 fn measure_crossover(
     rows: usize,
     cpu: &CpuBackend,
@@ -303,9 +321,9 @@ fn measure_crossover(
 /// Maps popcount lookups over one [`BitTable`] on a chosen backend.
 ///
 /// [`Dispatcher::new`] places the table once, the initializer: on the CPU,
-/// every worker derives its own per-row count table; on the GPU, the table
-/// is uploaded once into a storage buffer. Every call afterwards moves only
-/// queries and counts.
+/// every worker derives its own per-row count table; on the GPU, a counting
+/// pass derives the same counts on the device as the table streams through
+/// it. Every call afterwards moves only queries and counts.
 ///
 /// A query index `>= rows` is [`Error::IndexOutOfRange`] naming the first
 /// offending position, on every backend: never a panic, never a wrong count.
@@ -315,7 +333,8 @@ fn measure_crossover(
 ///
 /// # Choosing a backend
 ///
-/// * [`Backend::Cpu`]: worker threads and the kernel of [`Isa::selected`].
+/// * [`Backend::Cpu`]: worker threads and the kernel that measured fastest
+///   on this machine and table ([`CpuBackend::calibration`]).
 /// * [`Backend::Gpu`]: the wgpu backend; fails to build with
 ///   [`Error::GpuUnavailable`] (with the reason) when there is no adapter
 ///   or the crate was built without the `gpu` feature.
@@ -380,7 +399,7 @@ impl Dispatcher {
     ///
     /// ```
     /// let d = initret::Dispatcher::builder(initret::BitTable::seed(8)).threads(1).build()?;
-    /// # let _ = d;
+    /// assert_eq!((d.rows(), d.requested_backend()), (8, initret::Backend::Auto));
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn builder(table: BitTable) -> DispatcherBuilder {
@@ -388,7 +407,7 @@ impl Dispatcher {
             table,
             backend: Backend::Auto,
             threads: 0,
-            isa: None,
+            kernel: None,
             auto_accepts_software_gpu: false,
             auto_crossover: None,
         }
@@ -437,9 +456,7 @@ impl Dispatcher {
     pub fn cpu(&self) -> Option<&CpuBackend> {
         match &self.engine {
             Engine::Cpu(cpu) => Some(cpu),
-            #[cfg(feature = "gpu")]
             Engine::Gpu(_) => None,
-            #[cfg(feature = "gpu")]
             Engine::Auto(auto) => Some(&auto.cpu),
         }
     }
@@ -452,7 +469,6 @@ impl Dispatcher {
     /// assert!(d.gpu().is_none());
     /// # Ok::<(), initret::Error>(())
     /// ```
-    #[cfg(feature = "gpu")]
     pub fn gpu(&self) -> Option<&GpuBackend> {
         match &self.engine {
             Engine::Cpu(_) => None,
@@ -470,13 +486,9 @@ impl Dispatcher {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn route(&self, queries: usize) -> Backend {
-        #[cfg(not(feature = "gpu"))]
-        let _ = queries;
         match &self.engine {
             Engine::Cpu(_) => Backend::Cpu,
-            #[cfg(feature = "gpu")]
             Engine::Gpu(_) => Backend::Gpu,
-            #[cfg(feature = "gpu")]
             Engine::Auto(auto) => {
                 if auto.gpu_for(queries).is_some() {
                     Backend::Gpu
@@ -498,7 +510,6 @@ impl Dispatcher {
     /// ```
     pub fn note(&self) -> Option<String> {
         match &self.engine {
-            #[cfg(feature = "gpu")]
             Engine::Auto(auto) => Some(auto.note()),
             _ => None,
         }
@@ -517,9 +528,7 @@ impl Dispatcher {
         }
         match &self.engine {
             Engine::Cpu(cpu) => cpu_line(cpu),
-            #[cfg(feature = "gpu")]
             Engine::Gpu(gpu) => format!("gpu ({})", gpu.adapter().name),
-            #[cfg(feature = "gpu")]
             Engine::Auto(auto) => match &auto.gpu {
                 Some((gpu, n)) => format!(
                     "auto: {} below {n} queries, gpu ({}) from {n}",
@@ -561,10 +570,11 @@ impl Dispatcher {
         // Every backend checks `out.len()` itself before doing any work.
         match &self.engine {
             Engine::Cpu(cpu) => cpu.popcount_into(queries, out),
-            #[cfg(feature = "gpu")]
             Engine::Gpu(gpu) => gpu.popcount_into(queries, out),
-            #[cfg(feature = "gpu")]
             Engine::Auto(auto) => auto.popcount_into(queries, out),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,8 +40,9 @@ pub enum Error {
         output: usize,
     },
 
-    /// The GPU backend cannot be used: no adapter, the crate was built
-    /// without the `gpu` feature, or the device refused a request.
+    /// The GPU backend cannot be used: no adapter, `INITRET_ADAPTER` matches
+    /// none, the crate was built without the `gpu` feature, or the count
+    /// buffer the table needs exceeds the adapter's limits.
     #[error("GPU unavailable: {0}")]
     GpuUnavailable(String),
 
@@ -59,9 +60,12 @@ pub enum Error {
         seconds: f64,
     },
 
-    /// A GPU operation failed with a validation or out-of-memory error.
+    /// wgpu reported a failure: the adapter refused a device, a validation,
+    /// out-of-memory or internal error was caught by an error scope, a
+    /// buffer could not be mapped, or a poll failed. The wgpu error is the
+    /// [`source`](std::error::Error::source) of the [`GpuError`](crate::gpu::GpuError).
     #[error("GPU error: {0}")]
-    Gpu(String),
+    Gpu(#[from] crate::gpu::GpuError),
 
     /// A SIMD instruction set was requested (by `INITRET_FORCE_ISA` or
     /// explicitly) that this CPU or build does not support, or the name was
@@ -104,6 +108,25 @@ pub enum Error {
     /// The worker threads could not be started.
     #[error("could not start worker threads: {0}")]
     ThreadSpawn(String),
+
+    /// A configuration value is not understood or out of range (a backend
+    /// name, a measurement size, ...).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A [`GpuBatch`](crate::gpu::GpuBatch) or [`GpuCounts`](crate::gpu::GpuCounts)
+    /// was handed to a [`GpuBackend`](crate::gpu::GpuBackend) other than the
+    /// one that made it (device buffers cannot cross devices).
+    #[error("this {what} belongs to another GpuBackend")]
+    ForeignGpuValue {
+        /// `"GpuBatch"` or `"GpuCounts"`.
+        what: &'static str,
+    },
+
+    /// [`GpuBackend::read_back`](crate::gpu::GpuBackend::read_back) was given
+    /// counts whose last lookup did not complete (it failed).
+    #[error("these GpuCounts hold no completed lookup (the last one failed)")]
+    CountsIncomplete,
 
     /// A command-line argument or configuration value was not understood.
     #[error("invalid argument: {0}")]

@@ -31,7 +31,6 @@ pub mod arch;
 pub mod cpu;
 mod dispatcher;
 mod error;
-#[cfg(feature = "gpu")]
 pub mod gpu;
 mod pool;
 pub mod random;

@@ -97,6 +97,38 @@ pub(crate) trait GatherVector: Copy {
     unsafe fn fence();
 }
 
+/// Defines a module's `lookup_gather` and `lookup_loads`: [`lookup`] over
+/// the vector type `$vector`, compiled with the target feature `$feature`
+/// so that the intrinsics inline, as memchr's per-ISA wrappers do. Only the
+/// gather-capable ISAs ask for `lookup_gather`.
+macro_rules! target_lookups {
+    ($feature:literal, $vector:ty, $isa:literal, [$($name:ident: $gather:literal),+]) => {
+        $(
+            #[doc = concat!("[`generic::lookup`] over ", $isa, " with `GATHER = ", stringify!($gather), "`.")]
+            ///
+            /// # Safety
+            #[doc = concat!("The CPU supports ", $isa, ", and the rest of [`generic::lookup`]'s contract holds.")]
+            #[target_feature(enable = $feature)]
+            pub(crate) unsafe fn $name<C: $crate::arch::CountWord>(
+                padded: &[C],
+                rows: usize,
+                queries: &[u32],
+                out: &mut [u32],
+                streaming: bool,
+                prefetch: usize,
+            ) -> Result<(), usize> {
+                // SAFETY: forwarded from this function's own contract.
+                unsafe {
+                    $crate::arch::generic::lookup::<$vector, C, $gather>(
+                        padded, rows, queries, out, streaming, prefetch,
+                    )
+                }
+            }
+        )+
+    };
+}
+pub(crate) use target_lookups;
+
 /// The most lanes any [`GatherVector`] has (AVX-512's 16).
 const MAX_LANES: usize = 16;
 

@@ -1,46 +1,11 @@
-//! Adapter enumeration and choice: [`adapters`], [`AdapterSummary`] and the
-//! `INITRET_ADAPTER` override.
+//! Adapter enumeration and choice: [`adapters`] and the `INITRET_ADAPTER`
+//! override.
 
-use std::fmt;
-
+use super::summary::{ADAPTER_ENV, AdapterSummary};
 use crate::Error;
 
-/// Environment variable naming (by case-insensitive substring of its name)
-/// the adapter [`GpuBackend::new`](super::GpuBackend::new) must use.
-pub const ADAPTER_ENV: &str = "INITRET_ADAPTER";
-
-/// What the crate reports about one GPU adapter: its identity and the limits
-/// that bound table and batch sizes.
-///
-/// ```
-/// for adapter in initret::gpu::adapters() {
-///     println!("{adapter}");
-/// }
-/// ```
-#[derive(Clone, Debug)]
-pub struct AdapterSummary {
-    /// Adapter name as the driver reports it (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
-    pub name: String,
-    /// Graphics API backend (`Vulkan`, `Metal`, `Dx12`, ...).
-    pub backend: String,
-    /// Kind of device: `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` or `Other`.
-    pub device_type: String,
-    /// Driver name (may be empty).
-    pub driver: String,
-    /// Driver version details (may be empty).
-    pub driver_info: String,
-    /// Largest storage buffer one binding may cover, in bytes: the table must fit in it.
-    pub max_storage_buffer_binding_size: u64,
-    /// Largest buffer the device can create, in bytes.
-    pub max_buffer_size: u64,
-    /// Largest workgroup count in one dispatch dimension.
-    pub max_compute_workgroups_per_dimension: u32,
-    /// Largest number of invocations in one workgroup.
-    pub max_compute_invocations_per_workgroup: u32,
-}
-
 impl AdapterSummary {
-    pub(crate) fn from_adapter(adapter: &wgpu::Adapter) -> AdapterSummary {
+    pub(super) fn from_adapter(adapter: &wgpu::Adapter) -> AdapterSummary {
         let info = adapter.get_info();
         let limits = adapter.limits();
         AdapterSummary {
@@ -57,42 +22,13 @@ impl AdapterSummary {
     }
 }
 
-impl fmt::Display for AdapterSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}, {}", self.name, self.device_type, self.backend)?;
-        let driver = format!("{} {}", self.driver, self.driver_info);
-        if !driver.trim().is_empty() {
-            write!(f, ", driver {}", driver.trim())?;
-        }
-        write!(
-            f,
-            "; storage binding <= {}, buffer <= {}, workgroups/dim <= {})",
-            human_bytes(self.max_storage_buffer_binding_size),
-            human_bytes(self.max_buffer_size),
-            self.max_compute_workgroups_per_dimension
-        )
-    }
-}
-
-/// `1073741824` -> `1 GiB (1073741824 B)`; small values stay in bytes.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    const GIB: u64 = 1 << 30;
-    if bytes >= GIB {
-        format!("{:.1} GiB ({bytes} B)", bytes as f64 / GIB as f64)
-    } else if bytes >= MIB {
-        format!("{:.1} MiB ({bytes} B)", bytes as f64 / MIB as f64)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 /// Lists every adapter the wgpu instance enumerates, on every backend this
 /// build supports, in enumeration order. Empty when there is none.
 ///
 /// ```
 /// let all = initret::gpu::adapters();
-/// println!("{} adapter(s)", all.len());
+/// // Each is listed once, with the limits that bound table and batch sizes.
+/// assert!(all.iter().all(|a| a.max_buffer_size > 0 && !a.name.is_empty()));
 /// ```
 pub fn adapters() -> Vec<AdapterSummary> {
     match new_instance() {

@@ -9,21 +9,27 @@ use initret::{Backend, BitTable, Dispatcher, Error};
 /// Whether `INITRET_REQUIRE_GPU=1` turns a missing adapter into a failure.
 /// Builds without the `gpu` feature never require one.
 pub fn gpu_required() -> bool {
-    cfg!(feature = "gpu") && std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1")
+    initret::gpu::ENABLED && std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1")
 }
 
-/// A `Backend::Gpu` dispatcher for `table`, or `None` after printing why
-/// there is none (`GpuUnavailable`); panics instead when the GPU is
-/// required, and on any other error, which is a failure wherever it happens.
-pub fn gpu_dispatcher(table: &BitTable) -> Option<Dispatcher> {
-    match Dispatcher::new(table.clone(), Backend::Gpu) {
-        Ok(d) => Some(d),
+/// The integration tests' one GPU-or-skip rule: the built value, or `None`
+/// after printing why there is none (`GpuUnavailable`); panics instead when
+/// the GPU is required, and on any other error, which is a failure wherever
+/// it happens.
+pub fn gpu_or_skip<T>(built: Result<T, Error>) -> Option<T> {
+    match built {
+        Ok(value) => Some(value),
         Err(Error::GpuUnavailable(reason)) if !gpu_required() => {
             eprintln!("skipping the GPU backend: {reason}");
             None
         }
         Err(e) => panic!("building the GPU backend failed: {e}"),
     }
+}
+
+/// A `Backend::Gpu` dispatcher for `table`, or `None` (see [`gpu_or_skip`]).
+pub fn gpu_dispatcher(table: &BitTable) -> Option<Dispatcher> {
+    gpu_or_skip(Dispatcher::new(table.clone(), Backend::Gpu))
 }
 
 /// 16 threads × 200 calls of mixed sizes (empty to `large + 1000` queries)

@@ -3,7 +3,6 @@
 
 use std::arch::aarch64::*;
 
-use crate::arch::CountWord;
 use crate::arch::generic::{self, GatherVector};
 
 impl GatherVector for uint32x4_t {
@@ -72,19 +71,4 @@ impl GatherVector for uint32x4_t {
     unsafe fn fence() {}
 }
 
-/// # Safety
-/// The CPU supports NEON, and the rest of [`generic::lookup`]'s contract holds.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn lookup_loads<C: CountWord>(
-    padded: &[C],
-    rows: usize,
-    queries: &[u32],
-    out: &mut [u32],
-    streaming: bool,
-    prefetch: usize,
-) -> Result<(), usize> {
-    // SAFETY: forwarded from this function's own contract.
-    unsafe {
-        generic::lookup::<uint32x4_t, C, false>(padded, rows, queries, out, streaming, prefetch)
-    }
-}
+generic::target_lookups!("neon", uint32x4_t, "NEON", [lookup_loads: false]);

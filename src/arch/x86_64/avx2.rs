@@ -2,7 +2,6 @@
 
 use std::arch::x86_64::*;
 
-use crate::arch::CountWord;
 use crate::arch::generic::{self, GatherVector};
 
 impl GatherVector for __m256i {
@@ -69,32 +68,4 @@ impl GatherVector for __m256i {
     }
 }
 
-/// # Safety
-/// The CPU supports AVX2, and the rest of [`generic::lookup`]'s contract holds.
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn lookup_gather<C: CountWord>(
-    padded: &[C],
-    rows: usize,
-    queries: &[u32],
-    out: &mut [u32],
-    streaming: bool,
-    prefetch: usize,
-) -> Result<(), usize> {
-    // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m256i, C, true>(padded, rows, queries, out, streaming, prefetch) }
-}
-
-/// # Safety
-/// The CPU supports AVX2, and the rest of [`generic::lookup`]'s contract holds.
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn lookup_loads<C: CountWord>(
-    padded: &[C],
-    rows: usize,
-    queries: &[u32],
-    out: &mut [u32],
-    streaming: bool,
-    prefetch: usize,
-) -> Result<(), usize> {
-    // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m256i, C, false>(padded, rows, queries, out, streaming, prefetch) }
-}
+generic::target_lookups!("avx2", __m256i, "AVX2", [lookup_gather: true, lookup_loads: false]);

@@ -3,7 +3,6 @@
 
 use std::arch::x86_64::*;
 
-use crate::arch::CountWord;
 use crate::arch::generic::{self, GatherVector};
 
 impl GatherVector for __m512i {
@@ -66,32 +65,4 @@ impl GatherVector for __m512i {
     }
 }
 
-/// # Safety
-/// The CPU supports AVX-512F, and the rest of [`generic::lookup`]'s contract holds.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn lookup_gather<C: CountWord>(
-    padded: &[C],
-    rows: usize,
-    queries: &[u32],
-    out: &mut [u32],
-    streaming: bool,
-    prefetch: usize,
-) -> Result<(), usize> {
-    // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m512i, C, true>(padded, rows, queries, out, streaming, prefetch) }
-}
-
-/// # Safety
-/// The CPU supports AVX-512F, and the rest of [`generic::lookup`]'s contract holds.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn lookup_loads<C: CountWord>(
-    padded: &[C],
-    rows: usize,
-    queries: &[u32],
-    out: &mut [u32],
-    streaming: bool,
-    prefetch: usize,
-) -> Result<(), usize> {
-    // SAFETY: forwarded from this function's own contract.
-    unsafe { generic::lookup::<__m512i, C, false>(padded, rows, queries, out, streaming, prefetch) }
-}
+generic::target_lookups!("avx512f", __m512i, "AVX-512F", [lookup_gather: true, lookup_loads: false]);

@@ -1,0 +1,136 @@
+//! Staging and mapping: the one routine that gets bytes from the device to
+//! the host ([`Context::read_mapped`]), used by the streamed chunks, the
+//! resident read-back and the transfer measurement alike.
+//!
+//! The protocol wgpu imposes: copy into a `MAP_READ` buffer, submit, *then*
+//! ask for the mapping (a buffer with a map pending may not be used by a
+//! submission), poll until the callback has run, read, unmap (a mapped
+//! buffer may not be copied into again).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wgpu::BufferUsages;
+
+use super::GpuError;
+use super::device::Context;
+use crate::Error;
+
+/// Outcome of the latest `map_async` on one staging buffer. The callback
+/// runs inside whichever `Device::poll` notices completion, so it can only
+/// leave a note here; the waiting code reads it.
+#[derive(Clone, Default)]
+struct MapState(Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>);
+
+/// A host-readable buffer and the state of its map request.
+pub(super) struct Staging {
+    pub(super) buffer: wgpu::Buffer,
+    state: MapState,
+}
+
+impl Staging {
+    pub(super) fn new(context: &mut Context, label: &str, bytes: u64) -> Staging {
+        Staging {
+            buffer: context.create_buffer(
+                label,
+                bytes,
+                BufferUsages::MAP_READ | BufferUsages::COPY_DST,
+            ),
+            state: MapState::default(),
+        }
+    }
+
+    /// Asks for the buffer's first `bytes` once the submission that fills
+    /// it is done. Must follow that submit.
+    pub(super) fn request(&self, bytes: u64) {
+        if let Ok(mut state) = self.state.0.lock() {
+            *state = None;
+        }
+        let note = self.state.clone();
+        self.buffer
+            .map_async(wgpu::MapMode::Read, 0..bytes, move |result| {
+                if let Ok(mut state) = note.0.lock() {
+                    *state = Some(result);
+                }
+            });
+    }
+
+    /// Ends the mapping, or cancels one still pending, so the buffer can be
+    /// copied into again. A failed map left the buffer idle, and unmapping
+    /// an idle buffer is itself a validation error that would hide the real
+    /// one, so that case is left alone.
+    pub(super) fn cancel(&self) {
+        if !matches!(self.outcome(), Some(Err(_))) {
+            self.buffer.unmap();
+        }
+    }
+
+    /// `None` while the map is pending.
+    fn outcome(&self) -> Option<Result<(), wgpu::BufferAsyncError>> {
+        self.state.0.lock().ok().and_then(|state| state.clone())
+    }
+}
+
+impl Context {
+    /// Waits (bounded by the timeout) for the map `staging.request(bytes)`
+    /// asked for after `submission`, hands the mapped bytes to `read`, and
+    /// unmaps, also when anything failed, so that the buffer can be used
+    /// again.
+    pub(super) fn read_mapped<T>(
+        &self,
+        staging: &Staging,
+        submission: &wgpu::SubmissionIndex,
+        what: &'static str,
+        bytes: u64,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, Error> {
+        let result = self.wait_mapped(staging, submission, what).and_then(|()| {
+            let view = staging
+                .buffer
+                .get_mapped_range(0..bytes)
+                .map_err(GpuError::from)?;
+            Ok(read(&view))
+        });
+        // The view is gone: end the mapping, or cancel one still pending.
+        staging.cancel();
+        result
+    }
+
+    fn wait_mapped(
+        &self,
+        staging: &Staging,
+        submission: &wgpu::SubmissionIndex,
+        what: &'static str,
+    ) -> Result<(), Error> {
+        let deadline = self.deadline();
+        loop {
+            match staging.outcome() {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(error)) => return Err(self.lost_or(GpuError::from(error).into())),
+                None => {}
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(self.timeout_error(what));
+            }
+            self.wait_for(submission, what, deadline)?;
+            // Normally the callback has run inside that poll; if not, the
+            // next turn polls again (bounded by the deadline).
+            if staging.outcome().is_none() {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+}
+
+/// Copies `u32` words out of mapped bytes (which wgpu aligns, but a failed
+/// cast must not panic).
+pub(super) fn copy_words(bytes: &[u8], out: &mut [u32]) {
+    match bytemuck::try_cast_slice::<u8, u32>(bytes) {
+        Ok(words) if words.len() == out.len() => out.copy_from_slice(words),
+        _ => {
+            for (word, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *word = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+}
