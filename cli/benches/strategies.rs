@@ -24,7 +24,6 @@ fn strategies(c: &mut Criterion) {
     let dispatcher = Dispatcher::new(table.clone(), Backend::Cpu).expect("cpu dispatcher");
     let global = GlobalInitializer::new(table.clone(), 0).expect("global initializer pool");
     let copy = PerCallCopy::new(0, TaskSize::PythonDefault).expect("per-call copy pool");
-    #[cfg(feature = "gpu")]
     let gpu = match initret::gpu::GpuBackend::new(&table) {
         Ok(gpu) => Some(gpu),
         Err(e) => {
@@ -61,7 +60,6 @@ fn strategies(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("serial", n), |b| {
             b.iter(|| baseline::serial(&table, black_box(&queries)))
         });
-        #[cfg(feature = "gpu")]
         if let Some(gpu) = &gpu {
             group.bench_function("gpu-end-to-end", |b| {
                 b.iter(|| gpu.popcount_into(black_box(&queries), &mut out))
