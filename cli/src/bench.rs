@@ -525,7 +525,7 @@ impl PointSpec {
         let query_bytes = mul(queries, 4)?;
         // The point's table, the dispatcher's copy, GPU copy and staging.
         let table_copies = 2
-            + if cfg!(feature = "gpu") { 2 } else { 0 }
+            + if initret::gpu::ENABLED { 2 } else { 0 }
             + if self.baselines { 1 + 2 * threads } else { 0 };
         // Row counts while deriving, then one count table per worker.
         let counts = mul(mul(rows, 4)?, 2 + threads)?;

@@ -208,6 +208,11 @@ fn bench_command(
         ProgressStyle::with_template("[{pos}/{len}] {msg} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    if !progress.is_hidden() {
+        // Keeps the elapsed time moving during long points; one wake-up a
+        // second does not disturb the timings.
+        progress.enable_steady_tick(std::time::Duration::from_secs(1));
+    }
     let mut sweep_gpu = gpu::SweepGpu::default();
     let mut all_rows = Vec::new();
     for spec in &points {
