@@ -128,10 +128,6 @@ pub enum Error {
     #[error("these GpuCounts hold no completed lookup (the last one failed)")]
     CountsIncomplete,
 
-    /// A command-line argument or configuration value was not understood.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-
     /// An invariant of this crate did not hold: a bug in initret, reported
     /// instead of panicking. Please file it with the message.
     #[error("internal error (a bug in initret): {0}")]
