@@ -144,7 +144,7 @@ fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliErr
     }
     // What is known at once goes out first; the calibrations take a moment.
     text += &format!(
-        "kernel calibration (what a CPU backend measures when it is built: each candidate's best of {} runs of {} random queries, one per candidate in turn):\n",
+        "kernel calibration (what a CPU backend measures when it is built: each candidate's best of {} runs of {} random queries with streaming stores, one per candidate in turn):\n",
         initret::arch::CALIBRATION_ROUNDS,
         initret::arch::CALIBRATION_QUERIES
     );

@@ -10,7 +10,12 @@
 //! size against this machine's caches. So every candidate is timed.
 //!
 //! The batch shape: [`CALIBRATION_QUERIES`] uniformly random row indices
-//! per timed run, a fresh batch for every run. Random queries are the
+//! per timed run, a fresh batch for every run, written with the streaming
+//! (non-temporal) stores that large batches use: large batches are where
+//! the choice matters (milliseconds at 2^24 queries, microseconds for the
+//! seed's 2^16), and on the Zen 5 VM the store path changed the order (the
+//! scalar loop tied the AVX-512 loads kernel with plain stores, then ran
+//! 3.4 against 2.4 ms at 2^24 queries). Random queries are the
 //! workload the seed describes and the shape that punishes gathers and
 //! caches the most; sequential queries would flatter gathers (neighbouring
 //! lanes share cache lines) and hide the cost of DRAM misses. Fresh batches
@@ -101,7 +106,7 @@ impl Calibration {
                 *q = rng.below(counts.rows() as u64) as u32;
             }
             crate::timing::best_of(1, || {
-                routines[candidate].lookup_with_stores(counts, &queries, &mut out, false)
+                routines[candidate].lookup_with_stores(counts, &queries, &mut out, true)
             })
         })
     }
