@@ -34,6 +34,14 @@ const DETACH_MIN_QUERIES: usize = 2048;
 /// the backend's own worker pool.
 const CONVERT_CHUNK: usize = initret::cpu::INLINE_MAX_QUERIES;
 
+/// The `numpy` module, imported once.
+fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    NUMPY
+        .get_or_try_init(py, || py.import("numpy").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
 /// The Python exception classes of `initret/_errors.py`, looked up once.
 fn error_class<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyType>> {
     static CLASSES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
@@ -409,12 +417,11 @@ fn query_array<'py>(
     queries: &Bound<'py, PyAny>,
     rows: usize,
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
-    let numpy = py.import("numpy")?;
     let given_array = queries.is_instance_of::<PyUntypedArray>();
     let mut array = if given_array {
         queries.cast::<PyUntypedArray>()?.clone()
     } else {
-        numpy
+        numpy(py)?
             .call_method1("asarray", (queries,))?
             .cast_into::<PyUntypedArray>()?
     };
@@ -422,7 +429,7 @@ fn query_array<'py>(
         b'i' | b'u' => {}
         b'O' => return object_queries(py, &array, rows),
         _ if !given_array && array.is_empty() => {
-            return numpy
+            return numpy(py)?
                 .call_method1("zeros", (array.shape().to_vec(), "uint32"))?
                 .cast_into::<PyUntypedArray>()
                 .map_err(PyErr::from);
@@ -441,9 +448,11 @@ fn query_array<'py>(
             .call_method1("astype", (native,))?
             .cast_into::<PyUntypedArray>()?;
     }
-    if !array.is_c_contiguous() {
-        array = numpy
-            .call_method1("ascontiguousarray", (array,))?
+    if !array.is_c_contiguous() || !array.is_aligned() {
+        // A strided view, or a buffer at an odd address (arrays rebuilt
+        // from network buffers, e.g. by Dask, can be): an aligned C copy.
+        array = array
+            .call_method1("copy", ("C",))?
             .cast_into::<PyUntypedArray>()?;
     }
     Ok(array)
@@ -490,7 +499,7 @@ fn object_queries<'py>(
 /// The table as a [`BitTable`]: 1-D (one word per row) or 2-D (rows x
 /// words), integer values that fit in 32 unsigned bits, copied.
 fn table_from_py(py: Python<'_>, table: &Bound<'_, PyAny>) -> PyResult<BitTable> {
-    let numpy = py.import("numpy")?;
+    let numpy = numpy(py)?;
     let array = numpy
         .call_method1("asarray", (table,))?
         .cast_into::<PyUntypedArray>()?;
@@ -545,9 +554,14 @@ fn table_from_py(py: Python<'_>, table: &Bound<'_, PyAny>) -> PyResult<BitTable>
             ));
         }
     }
-    let contiguous = numpy
+    let mut contiguous = numpy
         .call_method1("ascontiguousarray", (array, "uint32"))?
         .cast_into::<PyArrayDyn<u32>>()?;
+    if !contiguous.is_aligned() {
+        contiguous = contiguous
+            .call_method1("copy", ("C",))?
+            .cast_into::<PyArrayDyn<u32>>()?;
+    }
     let readonly = contiguous.try_readonly().map_err(|e| {
         PyRuntimeError::new_err(format!("the table could not be read: {e}"))
     })?;
@@ -623,7 +637,7 @@ impl PyDispatcher {
                 shape
             )));
         }
-        if target.is_c_contiguous() {
+        if target.is_c_contiguous() && target.is_aligned() {
             let mut writer = target
                 .try_readwrite()
                 .map_err(|e| PyValueError::new_err(format!("out cannot be written: {e}")))?;
@@ -636,8 +650,7 @@ impl PyDispatcher {
                 return Err(PyValueError::new_err("out cannot be written: it is read-only"));
             }
             let counts = self.popcount(py, queries.as_any(), None)?;
-            py.import("numpy")?
-                .call_method1("copyto", (target, counts))?;
+            numpy(py)?.call_method1("copyto", (target, counts))?;
         }
         Ok(out.clone())
     }
