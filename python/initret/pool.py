@@ -152,6 +152,10 @@ class Pool(multiprocessing.pool.Pool):
         *,
         expect_initret: Optional[bool] = None,
     ) -> None:
+        # Set before anything can raise, as the standard library does, so
+        # that Pool.__del__ finds it on a half-built pool.
+        self._state = getattr(multiprocessing.pool, "INIT", "INIT")
+        self._pool = []
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if expect_initret not in (None, True, False):

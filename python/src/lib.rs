@@ -576,8 +576,11 @@ fn table_from_py(py: Python<'_>, table: &Bound<'_, PyAny>) -> PyResult<BitTable>
 impl PyDispatcher {
     #[new]
     #[pyo3(signature = (table, backend = "cpu", threads = 0))]
-    fn new(py: Python<'_>, table: &Bound<'_, PyAny>, backend: &str, threads: usize) -> PyResult<Self> {
+    fn new(py: Python<'_>, table: &Bound<'_, PyAny>, backend: &str, threads: i64) -> PyResult<Self> {
         let backend: Backend = backend.parse().map_err(|e| to_pyerr(py, e))?;
+        let threads = usize::try_from(threads).map_err(|_| {
+            PyValueError::new_err(format!("threads must be 0 (one per CPU) or more; got {threads}"))
+        })?;
         let table = table_from_py(py, table)?;
         let inner = py
             .detach(|| Dispatcher::builder(table).backend(backend).threads(threads).build())
