@@ -10,6 +10,7 @@
 //! `initret/_errors.py` (`IndexOutOfRange`, `InvalidTable`, `GpuUnavailable`,
 //! ...), never as panics.
 
+use std::mem::ManuallyDrop;
 use std::sync::OnceLock;
 
 use initret::{Backend, BitTable, Dispatcher};
@@ -270,12 +271,28 @@ fn shifted(error: LookupError, offset: usize) -> LookupError {
 /// (for example in a ``Pool`` initializer or ``initret.dask.DispatcherPlugin``).
 #[pyclass(frozen, name = "Dispatcher", module = "initret")]
 struct PyDispatcher {
-    inner: Dispatcher,
+    inner: ManuallyDrop<Dispatcher>,
     /// The process that built it: its worker threads and GPU device exist
     /// only there.
     pid: u32,
     /// Threads for converting non-`u32` queries, started on first use.
-    convert_pool: OnceLock<Result<rayon::ThreadPool, String>>,
+    convert_pool: ManuallyDrop<OnceLock<Result<rayon::ThreadPool, String>>>,
+}
+
+impl Drop for PyDispatcher {
+    fn drop(&mut self) {
+        // A copy inherited through `fork` has no worker threads and no GPU
+        // driver threads in this process: dropping it would wait for them
+        // forever (joining the CPU workers, or inside the Vulkan driver).
+        // Such a copy is left alone; the process's memory goes with it.
+        if std::process::id() == self.pid {
+            // SAFETY: dropped exactly once, here, and never used again.
+            unsafe {
+                ManuallyDrop::drop(&mut self.convert_pool);
+                ManuallyDrop::drop(&mut self.inner);
+            }
+        }
+    }
 }
 
 impl PyDispatcher {
@@ -586,9 +603,9 @@ impl PyDispatcher {
             .detach(|| Dispatcher::builder(table).backend(backend).threads(threads).build())
             .map_err(|e| to_pyerr(py, e))?;
         Ok(PyDispatcher {
-            inner,
+            inner: ManuallyDrop::new(inner),
             pid: std::process::id(),
-            convert_pool: OnceLock::new(),
+            convert_pool: ManuallyDrop::new(OnceLock::new()),
         })
     }
 

@@ -212,3 +212,43 @@ def test_current_initret_outside_workers_is_none():
 
     assert current_initret() is None
     assert os.getpid() > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_forked_child_can_collect_an_inherited_dispatcher(backend):
+    """A dispatcher left in a reference cycle in the parent is garbage in a
+    forked child too; collecting it there must not wait for worker or
+    driver threads that only exist in the parent (this once hung a Pool)."""
+    import gc
+    import signal
+    import time
+
+    from conftest import gpu_dispatcher
+
+    d = gpu_dispatcher(initret.seed_table()) if backend == "gpu" else \
+        initret.Dispatcher(initret.seed_table(), threads=2)
+    d.popcount(np.arange(100_000) % initret.SEED_ROWS)  # start every thread it has
+    gc.disable()
+    try:
+        cycle: list = [d]
+        cycle.append(cycle)
+        del d, cycle
+        pid = os.fork()
+        if pid == 0:  # the child: collect the inherited garbage, then leave
+            gc.collect()
+            os._exit(0)
+    finally:
+        gc.enable()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung collecting an inherited Dispatcher")
+    assert os.waitstatus_to_exitcode(status) == 0
+    gc.collect()
