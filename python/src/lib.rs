@@ -220,11 +220,7 @@ fn convert<T: Query>(queries: &[T], rows: u64, out: &mut [u32]) -> Result<(), Lo
 fn first_failure(a: LookupError, b: LookupError) -> LookupError {
     match (&a, &b) {
         (LookupError::Bad { position: pa, .. }, LookupError::Bad { position: pb, .. }) => {
-            if pa <= pb {
-                a
-            } else {
-                b
-            }
+            if pa <= pb { a } else { b }
         }
         (LookupError::Lib(initret::Error::IndexOutOfRange { .. }), LookupError::Bad { .. }) => b,
         (LookupError::Lib(_), _) => a,
@@ -553,9 +549,7 @@ fn table_from_py(py: Python<'_>, table: &Bound<'_, PyAny>) -> PyResult<BitTable>
             )));
         }
     }
-    let is_u32 = array
-        .dtype()
-        .is_equiv_to(&numpy::dtype::<u32>(py));
+    let is_u32 = array.dtype().is_equiv_to(&numpy::dtype::<u32>(py));
     if !is_u32 {
         let low = array.call_method0("min")?;
         let high = array.call_method0("max")?;
@@ -579,9 +573,9 @@ fn table_from_py(py: Python<'_>, table: &Bound<'_, PyAny>) -> PyResult<BitTable>
             .call_method1("copy", ("C",))?
             .cast_into::<PyArrayDyn<u32>>()?;
     }
-    let readonly = contiguous.try_readonly().map_err(|e| {
-        PyRuntimeError::new_err(format!("the table could not be read: {e}"))
-    })?;
+    let readonly = contiguous
+        .try_readonly()
+        .map_err(|e| PyRuntimeError::new_err(format!("the table could not be read: {e}")))?;
     let data = readonly
         .as_slice()
         .map_err(|e| PyRuntimeError::new_err(format!("the table is not contiguous: {e}")))?
@@ -593,14 +587,26 @@ fn table_from_py(py: Python<'_>, table: &Bound<'_, PyAny>) -> PyResult<BitTable>
 impl PyDispatcher {
     #[new]
     #[pyo3(signature = (table, backend = "cpu", threads = 0))]
-    fn new(py: Python<'_>, table: &Bound<'_, PyAny>, backend: &str, threads: i64) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        table: &Bound<'_, PyAny>,
+        backend: &str,
+        threads: i64,
+    ) -> PyResult<Self> {
         let backend: Backend = backend.parse().map_err(|e| to_pyerr(py, e))?;
         let threads = usize::try_from(threads).map_err(|_| {
-            PyValueError::new_err(format!("threads must be 0 (one per CPU) or more; got {threads}"))
+            PyValueError::new_err(format!(
+                "threads must be 0 (one per CPU) or more; got {threads}"
+            ))
         })?;
         let table = table_from_py(py, table)?;
         let inner = py
-            .detach(|| Dispatcher::builder(table).backend(backend).threads(threads).build())
+            .detach(|| {
+                Dispatcher::builder(table)
+                    .backend(backend)
+                    .threads(threads)
+                    .build()
+            })
             .map_err(|e| to_pyerr(py, e))?;
         Ok(PyDispatcher {
             inner: ManuallyDrop::new(inner),
@@ -647,9 +653,9 @@ impl PyDispatcher {
             }
             return Ok(result.into_any());
         };
-        let target = out.cast::<PyArrayDyn<u32>>().map_err(|_| {
-            PyTypeError::new_err("out must be a numpy.ndarray of dtype uint32")
-        })?;
+        let target = out
+            .cast::<PyArrayDyn<u32>>()
+            .map_err(|_| PyTypeError::new_err("out must be a numpy.ndarray of dtype uint32"))?;
         if target.shape() != shape.as_slice() {
             return Err(PyValueError::new_err(format!(
                 "out has shape {:?} but the queries have shape {:?}",
@@ -661,13 +667,15 @@ impl PyDispatcher {
             let mut writer = target
                 .try_readwrite()
                 .map_err(|e| PyValueError::new_err(format!("out cannot be written: {e}")))?;
-            let slice = writer.as_slice_mut().map_err(|e| {
-                PyRuntimeError::new_err(format!("out is not contiguous: {e}"))
-            })?;
+            let slice = writer
+                .as_slice_mut()
+                .map_err(|e| PyRuntimeError::new_err(format!("out is not contiguous: {e}")))?;
             self.run(py, &queries, slice)?;
         } else {
             if target.try_readwrite().is_err() {
-                return Err(PyValueError::new_err("out cannot be written: it is read-only"));
+                return Err(PyValueError::new_err(
+                    "out cannot be written: it is read-only",
+                ));
             }
             let counts = self.popcount(py, queries.as_any(), None)?;
             numpy(py)?.call_method1("copyto", (target, counts))?;
