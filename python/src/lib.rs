@@ -35,6 +35,16 @@ const DETACH_MIN_QUERIES: usize = 2048;
 /// the backend's own worker pool.
 const CONVERT_CHUNK: usize = initret::cpu::INLINE_MAX_QUERIES;
 
+/// Non-`u32` batches up to this many queries are converted and looked up on
+/// the calling thread, chunk by chunk; larger ones use the conversion threads.
+const SEQUENTIAL_MAX_QUERIES: usize = 1 << 17;
+
+thread_local! {
+    /// Each thread's buffer for one converted chunk, reused across calls
+    /// (a fresh 128 KiB allocation per chunk would be a fresh mmap).
+    static CHUNK_BUFFER: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The `numpy` module, imported once.
 fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static NUMPY: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -193,15 +203,27 @@ impl From<initret::Error> for LookupError {
 }
 
 /// Converts `queries` to `u32` row indices in `out`, checking each against
-/// `rows`. The loop is branch-free (it vectorizes); only a chunk with a bad
-/// query is scanned again to find the first one.
+/// `rows`. The loop is branch-free so that it vectorizes (compiled for
+/// AVX-512 and AVX2 too, picked at run time); only a chunk with a bad query
+/// is scanned again to find the first one.
 fn convert<T: Query>(queries: &[T], rows: u64, out: &mut [u32]) -> Result<(), LookupError> {
-    let mut bad = false;
-    for (o, &q) in out.iter_mut().zip(queries) {
-        let w = q.wrapped();
-        bad |= w >= rows;
-        *o = w as u32;
-    }
+    #[cfg(target_arch = "x86_64")]
+    let bad = {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { convert_avx512(queries, rows, out) }
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            unsafe { convert_avx2(queries, rows, out) }
+        } else {
+            convert_flagged(queries, rows, out)
+        }
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let bad = convert_flagged(queries, rows, out);
     if !bad {
         return Ok(());
     }
@@ -214,6 +236,31 @@ fn convert<T: Query>(queries: &[T], rows: u64, out: &mut [u32]) -> Result<(), Lo
             "a bad query was flagged but not found".into(),
         ))),
     }
+}
+
+/// The conversion loop proper: writes every query as `u32` and says whether
+/// any was outside `0..rows`.
+#[inline(always)]
+fn convert_flagged<T: Query>(queries: &[T], rows: u64, out: &mut [u32]) -> bool {
+    let mut bad = false;
+    for (o, &q) in out.iter_mut().zip(queries) {
+        let w = q.wrapped();
+        bad |= w >= rows;
+        *o = w as u32;
+    }
+    bad
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+fn convert_avx512<T: Query>(queries: &[T], rows: u64, out: &mut [u32]) -> bool {
+    convert_flagged(queries, rows, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn convert_avx2<T: Query>(queries: &[T], rows: u64, out: &mut [u32]) -> bool {
+    convert_flagged(queries, rows, out)
 }
 
 /// Of two failures, the one to report: the first bad position wins.
@@ -326,10 +373,12 @@ impl PyDispatcher {
                 .map_err(|e| shifted(e.into(), 0));
         }
         let rows = self.inner.rows() as u64;
-        if queries.len() <= CONVERT_CHUNK || self.inner.route(queries.len()) == Backend::Gpu {
-            // One conversion, then one call (the GPU wants the whole batch).
-            let mut converted = vec![0u32; queries.len()];
-            if queries.len() <= CONVERT_CHUNK {
+        let n = queries.len();
+        if self.inner.route(n) == Backend::Gpu {
+            // The GPU wants the whole batch in one call: convert it all
+            // (in parallel when large), then look it up.
+            let mut converted = vec![0u32; n];
+            if n <= SEQUENTIAL_MAX_QUERIES {
                 convert(queries, rows, &mut converted)?;
             } else {
                 self.convert_pool()?.install(|| {
@@ -350,21 +399,33 @@ impl PyDispatcher {
                 .popcount_into(&converted, out)
                 .map_err(|e| shifted(e.into(), 0));
         }
-        // CPU: convert a chunk into a small buffer and look it up right away,
-        // on the same thread, while it is still in cache.
+        // CPU: convert a chunk into a small per-thread buffer and look it up
+        // right away, on the same thread, while it is still in cache. Up to
+        // SEQUENTIAL_MAX_QUERIES this runs on the calling thread (waking
+        // other threads costs more than it saves); beyond, chunks are spread
+        // over the conversion threads.
+        let chunk = |i: usize, q: &[T], o: &mut [u32]| -> Result<(), LookupError> {
+            CHUNK_BUFFER.with(|buffer| {
+                let mut buffer = buffer.borrow_mut();
+                buffer.resize(CONVERT_CHUNK, 0);
+                let buffer = &mut buffer[..q.len()];
+                convert(q, rows, buffer)
+                    .and_then(|()| self.inner.popcount_into(buffer, o).map_err(Into::into))
+                    .map_err(|e| shifted(e, i * CONVERT_CHUNK))
+            })
+        };
+        if n <= SEQUENTIAL_MAX_QUERIES {
+            return queries
+                .chunks(CONVERT_CHUNK)
+                .zip(out.chunks_mut(CONVERT_CHUNK))
+                .enumerate()
+                .try_for_each(|(i, (q, o))| chunk(i, q, o));
+        }
         self.convert_pool()?.install(|| {
             out.par_chunks_mut(CONVERT_CHUNK)
                 .zip(queries.par_chunks(CONVERT_CHUNK))
                 .enumerate()
-                .map_init(
-                    || vec![0u32; CONVERT_CHUNK],
-                    |buffer, (i, (o, q))| {
-                        let buffer = &mut buffer[..q.len()];
-                        convert(q, rows, buffer)
-                            .and_then(|()| self.inner.popcount_into(buffer, o).map_err(Into::into))
-                            .map_err(|e| shifted(e, i * CONVERT_CHUNK))
-                    },
-                )
+                .map(|(i, (o, q))| chunk(i, q, o))
                 .filter_map(Result::err)
                 .reduce_with(first_failure)
                 .map_or(Ok(()), Err)
