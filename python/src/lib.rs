@@ -366,14 +366,29 @@ impl PyDispatcher {
 
     /// The lookups proper; runs without the GIL for large batches.
     fn lookup<T: Query>(&self, queries: &[T], out: &mut [u32]) -> Result<(), LookupError> {
+        let n = queries.len();
         if let Some(queries) = T::as_u32(queries) {
+            if n <= SEQUENTIAL_MAX_QUERIES && self.inner.route(n) == Backend::Cpu {
+                // Mid-size batches (the seed's 65535) on the calling thread,
+                // in chunks the backend runs inline: waking its workers
+                // costs as much as it saves at this size, and far more when
+                // the other cores are busy.
+                return queries
+                    .chunks(CONVERT_CHUNK)
+                    .zip(out.chunks_mut(CONVERT_CHUNK))
+                    .enumerate()
+                    .try_for_each(|(i, (q, o))| {
+                        self.inner
+                            .popcount_into(q, o)
+                            .map_err(|e| shifted(e.into(), i * CONVERT_CHUNK))
+                    });
+            }
             return self
                 .inner
                 .popcount_into(queries, out)
                 .map_err(|e| shifted(e.into(), 0));
         }
         let rows = self.inner.rows() as u64;
-        let n = queries.len();
         if self.inner.route(n) == Backend::Gpu {
             // The GPU wants the whole batch in one call: convert it all
             // (in parallel when large), then look it up.
