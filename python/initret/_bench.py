@@ -42,8 +42,12 @@ def _func_partial(i: int, cache: Dict[int, str]) -> int:
     return cache[i].count("1")
 
 
+#: Set in each worker by ``_make_global`` (the seed's recipe 2).
+global_cache: Dict[int, str]
+
+
 def _func_global(i: int) -> int:
-    return global_cache[i].count("1")  # noqa: F821 - set by _make_global
+    return global_cache[i].count("1")
 
 
 def _make_global(cache: Dict[int, str]) -> None:
@@ -255,7 +259,7 @@ def bench(repeat: int, queries_log2: int = 24, rows_log2: int = 16, processes: O
         d = Dispatcher(table, backend="cpu")
         q32 = queries.astype(np.uint32)
         outbuf = np.empty(n_queries, dtype=np.uint32)
-        measurements = []
+        measurements: List[Dict[str, Any]] = []
 
         def measure(name: str, fn: Callable[[], Any]) -> None:
             t, result = best_of(fn, repeat)
@@ -282,7 +286,7 @@ def bench(repeat: int, queries_log2: int = 24, rows_log2: int = 16, processes: O
     out["sections"].append(section(
         f"2^{queries_log2} random queries into 2^{rows_log2} rows (1 word)", 2**rows_log2, 2**queries_log2))
     # The seed batch: 65535 queries 0..65534 into the seed table.
-    seed = {"title": f"the seed batch ({SEED_ROWS} queries 0..{SEED_ROWS - 1})", "rows": SEED_ROWS,
+    seed: Dict[str, Any] = {"title": f"the seed batch ({SEED_ROWS} queries 0..{SEED_ROWS - 1})", "rows": SEED_ROWS,
             "queries": SEED_ROWS, "measurements": []}
     table = np.arange(SEED_ROWS, dtype=np.uint32)
     counts = np.array([bin(i).count("1") for i in range(SEED_ROWS)], dtype=np.uint32)
@@ -290,12 +294,13 @@ def bench(repeat: int, queries_log2: int = 24, rows_log2: int = 16, processes: O
     q32 = queries.astype(np.uint32)
     d = Dispatcher(table, backend="cpu")
     inner = max(repeat * 40, 200)
-    for name, fn in [
+    seed_cases: List["tuple[str, Callable[[], Any]]"] = [
         ("numpy counts[q] (int64 q)", lambda: counts[queries]),
         (f"Dispatcher.popcount(q) (int64 q, {d.kernel})", lambda: d.popcount(queries)),
         (f"Dispatcher.popcount(q) (uint32 q, {d.kernel})", lambda: d.popcount(q32)),
         ("numpy counts[q] (int64 q), again", lambda: counts[queries]),
-    ]:
+    ]
+    for name, fn in seed_cases:
         t, result = best_of(fn, inner)
         seed["measurements"].append({"name": name, "seconds": t, "lookups_per_second": SEED_ROWS / t,
                                      "correct": int(result.sum()) == SEED_CHECKSUM})
@@ -309,7 +314,7 @@ def bench(repeat: int, queries_log2: int = 24, rows_log2: int = 16, processes: O
 
     # initret.Pool vs the seed's global-initializer recipe, interleaved.
     cache = _seed_cache()
-    pools = {"title": f"the seed workload through Pool({processes}) (pool start-up included)",
+    pools: Dict[str, Any] = {"title": f"the seed workload through Pool({processes}) (pool start-up included)",
              "rows": SEED_ROWS, "queries": SEED_ROWS, "measurements": []}
     times: Dict[str, List[float]] = {"global": [], "initret": []}
     for _ in range(max(repeat, 5)):

@@ -1,9 +1,11 @@
 """Type stubs for the compiled module ``initret._initret`` (see ``initret``)."""
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = ["Dispatcher", "info", "SEED_ROWS", "SEED_CHECKSUM", "__version__"]
 
 SEED_ROWS: int
 SEED_CHECKSUM: int
@@ -11,10 +13,11 @@ __version__: str
 
 _Queries = Union[npt.ArrayLike, "np.ndarray[Any, np.dtype[np.integer[Any]]]"]
 
+@final
 class Dispatcher:
     """Popcount lookups into a table placed once on a backend."""
 
-    def __init__(self, table: npt.ArrayLike, backend: str = "cpu", threads: int = 0) -> None: ...
+    def __new__(cls, table: npt.ArrayLike, backend: str = "cpu", threads: int = 0) -> "Dispatcher": ...
     def popcount(
         self,
         queries: _Queries,

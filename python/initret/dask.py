@@ -53,7 +53,7 @@ class DispatcherPlugin(WorkerPlugin):
     """
 
     def __init__(self, table: Any, backend: str = "cpu", threads: int = 0, name: str = DEFAULT_NAME) -> None:
-        self.table = np.ascontiguousarray(table)
+        self.table: Optional[np.ndarray] = np.ascontiguousarray(table)
         self.backend = backend
         self.threads = threads
         self.name = name
@@ -69,6 +69,8 @@ class DispatcherPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Runs on the worker when the plugin arrives: builds its dispatcher."""
+        if self.table is None:
+            raise RuntimeError("this DispatcherPlugin was already set up; register a new one")
         self.dispatcher = Dispatcher(self.table, backend=self.backend, threads=self.threads)
         self.builds += 1
         self.pid = os.getpid()

@@ -44,7 +44,7 @@ import functools
 import inspect
 import itertools
 import multiprocessing.pool
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 __all__ = ["Pool", "current_initret", "accepts_initret"]
 
@@ -155,7 +155,7 @@ class Pool(multiprocessing.pool.Pool):
         # Set before anything can raise, as the standard library does, so
         # that Pool.__del__ finds it on a half-built pool.
         self._state = getattr(multiprocessing.pool, "INIT", "INIT")
-        self._pool = []
+        self._pool: List[Any] = []
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if expect_initret not in (None, True, False):
