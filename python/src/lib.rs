@@ -31,9 +31,10 @@ const DETACH_MIN_QUERIES: usize = 2048;
 
 /// Queries that are not `uint32` are converted (and range-checked) in chunks
 /// of this many, each chunk then looked up on the thread that converted it.
-/// Equal to the CPU backend's inline limit, so a chunk never goes through
-/// the backend's own worker pool.
-const CONVERT_CHUNK: usize = initret::cpu::INLINE_MAX_QUERIES;
+/// Equal to the CPU backend's inline limit (`initret::cpu::INLINE_MAX_QUERIES`
+/// today), so a chunk never goes through the backend's own worker pool;
+/// were the limit lowered, chunks would still be right, only slower.
+const CONVERT_CHUNK: usize = 1 << 15;
 
 /// Non-`u32` batches up to this many queries are converted and looked up on
 /// the calling thread, chunk by chunk; larger ones use the conversion threads.
@@ -111,7 +112,11 @@ fn to_pyerr(py: Python<'_>, error: initret::Error) -> PyErr {
             rows,
             ..
         } => raise(py, "IndexOutOfRange", (position, index, rows)),
-        Error::InvalidTable(message) => raise(py, "InvalidTable", (message,)),
+        Error::InvalidTable(..) => {
+            let text = error.to_string();
+            let message = text.strip_prefix("invalid table: ").unwrap_or(&text);
+            raise(py, "InvalidTable", (message.to_string(),))
+        }
         Error::GpuUnavailable(..) => {
             let text = error.to_string();
             let reason = text
@@ -121,7 +126,7 @@ fn to_pyerr(py: Python<'_>, error: initret::Error) -> PyErr {
             raise(py, "GpuUnavailable", (reason,))
         }
         Error::IsaUnavailable { .. } => raise(py, "IsaUnavailable", (error.to_string(),)),
-        Error::InvalidArgument(message) => PyValueError::new_err(message),
+        Error::InvalidArgument(..) => PyValueError::new_err(error.to_string()),
         Error::OutputLength { .. } => PyValueError::new_err(error.to_string()),
         other => {
             let kind = variant_name(&other);
@@ -194,6 +199,8 @@ enum LookupError {
     Bad { position: usize, index: i128 },
     /// Any error from the library.
     Lib(initret::Error),
+    /// A failure of the binding itself (threads, invariants).
+    Other(String),
 }
 
 impl From<initret::Error> for LookupError {
@@ -232,9 +239,9 @@ fn convert<T: Query>(queries: &[T], rows: u64, out: &mut [u32]) -> Result<(), Lo
             position,
             index: queries[position].wide(),
         }),
-        None => Err(LookupError::Lib(initret::Error::Internal(
-            "a bad query was flagged but not found".into(),
-        ))),
+        None => Err(LookupError::Other(
+            "internal error: a bad query was flagged but not found".into(),
+        )),
     }
 }
 
@@ -270,8 +277,8 @@ fn first_failure(a: LookupError, b: LookupError) -> LookupError {
             if pa <= pb { a } else { b }
         }
         (LookupError::Lib(initret::Error::IndexOutOfRange { .. }), LookupError::Bad { .. }) => b,
-        (LookupError::Lib(_), _) => a,
-        (_, LookupError::Lib(_)) => b,
+        (LookupError::Lib(_) | LookupError::Other(_), _) => a,
+        (_, LookupError::Lib(_) | LookupError::Other(_)) => b,
     }
 }
 
@@ -361,7 +368,7 @@ impl PyDispatcher {
                     .map_err(|e| e.to_string())
             })
             .as_ref()
-            .map_err(|e| LookupError::Lib(initret::Error::ThreadSpawn(e.clone())))
+            .map_err(|e| LookupError::Other(format!("could not start conversion threads: {e}")))
     }
 
     /// The lookups proper; runs without the GIL for large batches.
@@ -460,6 +467,7 @@ impl PyDispatcher {
                 raise(py, "IndexOutOfRange", (position, index, self.inner.rows()))
             }
             LookupError::Lib(e) => to_pyerr(py, e),
+            LookupError::Other(message) => raise(py, "InitretError", (message, "Internal")),
         })
     }
 
