@@ -126,10 +126,13 @@ fn to_pyerr(py: Python<'_>, error: initret::Error) -> PyErr {
             raise(py, "GpuUnavailable", (reason,))
         }
         Error::IsaUnavailable { .. } => raise(py, "IsaUnavailable", (error.to_string(),)),
-        Error::InvalidArgument(..) => PyValueError::new_err(error.to_string()),
         Error::OutputLength { .. } => PyValueError::new_err(error.to_string()),
         other => {
             let kind = variant_name(&other);
+            if kind.starts_with("Invalid") {
+                // InvalidArgument / InvalidConfig: a value the caller gave.
+                return PyValueError::new_err(other.to_string());
+            }
             let class = if kind.starts_with("Gpu") || kind == "DeviceLost" {
                 "GpuError"
             } else {
@@ -677,7 +680,16 @@ impl PyDispatcher {
         backend: &str,
         threads: i64,
     ) -> PyResult<Self> {
-        let backend: Backend = backend.parse().map_err(|e| to_pyerr(py, e))?;
+        let backend = match backend.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Backend::Cpu,
+            "gpu" => Backend::Gpu,
+            "auto" => Backend::Auto,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown backend {other:?}; expected \"cpu\", \"gpu\" or \"auto\""
+                )));
+            }
+        };
         let threads = usize::try_from(threads).map_err(|_| {
             PyValueError::new_err(format!(
                 "threads must be 0 (one per CPU) or more; got {threads}"
