@@ -1,0 +1,265 @@
+"""``initret.Pool``: :class:`multiprocessing.pool.Pool` whose initializer's
+return value reaches every call.
+
+This is the CPython proposal bpo-34837 (PR #9627, ``expect_initret``), as a
+drop-in subclass: replace ``from multiprocessing import Pool`` with
+``from initret import Pool`` and the seed problem's third recipe runs::
+
+    def func(i, initret):
+        cache = initret
+        return cache[i].count("1")
+
+    def identity(cache):
+        return cache
+
+    with Pool(8, initializer=identity, initargs=(cache,)) as pool:
+        counts = pool.map(func, range(2**16 - 1))
+
+The initializer runs exactly once in each worker process (as with the
+standard library); its return value is kept in that process and passed to
+``func`` as the keyword argument ``initret`` on every call, by ``map``,
+``map_async``, ``imap``, ``imap_unordered``, ``starmap``, ``starmap_async``,
+``apply`` and ``apply_async``, under every start method (``fork``,
+``spawn``, ``forkserver``).
+
+Whether ``initret=`` is passed is decided by ``expect_initret``:
+
+* ``None`` (the default, "auto"): passed to a function whose signature has a
+  parameter named ``initret`` (positional-or-keyword or keyword-only), and
+  not passed otherwise. So the seed's other two recipes run unchanged too:
+  ``functools.partial(func, cache=cache)`` and the global-initializer
+  recipe's ``func(i)`` have no ``initret`` parameter and are called exactly
+  as :mod:`multiprocessing` calls them, whatever their initializer returns.
+  A callable whose signature cannot be inspected (some builtins) is not
+  passed ``initret``. The check is made once per call of ``map`` (and
+  friends), in the parent, and cached per function.
+* ``True``: always passed (as in the CPython PR), ``None`` when there is no
+  initializer. ``func`` must accept it.
+* ``False``: never passed: exactly :class:`multiprocessing.pool.Pool`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import multiprocessing.pool
+from typing import Any, Callable, Iterable, List, Optional
+
+__all__ = ["Pool", "current_initret", "accepts_initret"]
+
+#: The initializer's return value in this worker process (``None`` outside
+#: workers, or before the initializer ran).
+_initret: Any = None
+#: How many times the initializer ran in this process (1 in every worker).
+_init_calls: int = 0
+
+
+def current_initret() -> Any:
+    """The initializer's return value in the current worker process.
+
+    For code that runs inside a task but is not the task function itself.
+    ``None`` outside an :class:`initret.Pool` worker.
+    """
+    return _initret
+
+
+def _run_initializer(initializer: Optional[Callable[..., Any]], initargs: tuple) -> None:
+    """Runs in each worker process, once, when it starts: calls the user's
+    initializer and keeps its return value for every later call."""
+    global _initret, _init_calls
+    _init_calls += 1
+    _initret = initializer(*initargs) if initializer is not None else None
+
+
+def _worker_init_calls() -> int:
+    """How many times the initializer ran in this worker (for tests)."""
+    return _init_calls
+
+
+def _bind_initret(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs in the worker when a task arrives (its initializer has run by
+    then): ``func`` with this worker's ``initret`` bound as a keyword, as a
+    C-level :func:`functools.partial`, so each call costs next to nothing."""
+    return functools.partial(func, initret=_initret)
+
+
+class _WithInitret:
+    """``func`` with ``initret=<this worker's initializer return value>``
+    added to every call.
+
+    It travels to the workers as a reference to ``func`` and is rebuilt
+    there, on arrival, by :func:`_bind_initret`.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def __call__(self, *args: Any, **kwds: Any) -> Any:
+        return self.func(*args, initret=_initret, **kwds)
+
+    def __reduce__(self) -> Any:
+        return (_bind_initret, (self.func,))
+
+    def __repr__(self) -> str:
+        return f"<{self.func!r} with initret>"
+
+
+def _signature_accepts_initret(func: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    parameter = parameters.get("initret")
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+
+
+_cached_accepts_initret = functools.lru_cache(maxsize=512)(_signature_accepts_initret)
+
+
+def accepts_initret(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` has a parameter named ``initret`` (positional-or-
+    keyword or keyword-only): the ``expect_initret=None`` ("auto") rule."""
+    try:
+        return _cached_accepts_initret(func)
+    except TypeError:  # unhashable callable
+        return _signature_accepts_initret(func)
+
+
+class Pool(multiprocessing.pool.Pool):
+    """A process pool whose initializer's return value is handed to every call.
+
+    ``Pool(processes=None, initializer=None, initargs=(),
+    maxtasksperchild=None, context=None, *, expect_initret=None)``
+
+    All arguments but ``expect_initret`` mean what they mean for
+    :class:`multiprocessing.pool.Pool`. ``expect_initret`` chooses whether
+    task functions get ``initret=``: ``None`` (default) when the function
+    has an ``initret`` parameter, ``True`` always, ``False`` never. See the
+    module documentation.
+    """
+
+    def __init__(
+        self,
+        processes: Optional[int] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: Optional[int] = None,
+        context: Any = None,
+        *,
+        expect_initret: Optional[bool] = None,
+    ) -> None:
+        # Set before anything can raise, as the standard library does, so
+        # that Pool.__del__ finds it on a half-built pool.
+        self._state = getattr(multiprocessing.pool, "INIT", "INIT")
+        self._pool: List[Any] = []
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if expect_initret not in (None, True, False):
+            raise TypeError("expect_initret must be None, True or False")
+        self._expect_initret = expect_initret
+        super().__init__(
+            processes,
+            _run_initializer,
+            (initializer, tuple(initargs)),
+            maxtasksperchild,
+            context,
+        )
+
+    @property
+    def expect_initret(self) -> Optional[bool]:
+        """``None`` (auto), ``True`` or ``False``: see the class documentation."""
+        return self._expect_initret
+
+    def _wants_initret(self, func: Callable[..., Any]) -> bool:
+        expect = self._expect_initret
+        if expect is None:
+            return accepts_initret(func)
+        return expect
+
+    def _wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if isinstance(func, _WithInitret) or not self._wants_initret(func):
+            return func
+        return _WithInitret(func)
+
+    def _map_with(self, func, iterable, star, chunksize, callback=None, error_callback=None):
+        """``map_async``/``starmap_async``: chunks run by a mapper that passes
+        ``initret=`` itself (a plain keyword call per item, no wrapper), or
+        the standard library's mapper when ``func`` does not want it."""
+        if isinstance(func, _WithInitret):
+            func = func.func
+        if self._wants_initret(func) and _HAS_MAP_ASYNC:
+            mapper = _starmapstar_initret if star else _mapstar_initret
+            return self._map_async(func, iterable, mapper, chunksize, callback, error_callback)
+        parent = super().starmap_async if star else super().map_async
+        return parent(self._wrap(func), iterable, chunksize, callback, error_callback)
+
+    def apply(self, func, args=(), kwds={}):  # noqa: B006 - the stdlib's signature
+        return super().apply(self._wrap(func), args, kwds)
+
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):  # noqa: B006
+        return super().apply_async(self._wrap(func), args, kwds, callback, error_callback)
+
+    def map(self, func, iterable, chunksize=None):
+        return self._map_with(func, iterable, False, chunksize).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return self._map_with(func, iterable, False, chunksize, callback, error_callback)
+
+    def starmap(self, func, iterable, chunksize=None):
+        return self._map_with(func, iterable, True, chunksize).get()
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        return self._map_with(func, iterable, True, chunksize, callback, error_callback)
+
+    def imap(self, func, iterable, chunksize=1):
+        return self._imap_with(super().imap, func, iterable, chunksize)
+
+    def imap_unordered(self, func, iterable, chunksize=1):
+        return self._imap_with(super().imap_unordered, func, iterable, chunksize)
+
+    def _imap_with(self, parent, func, iterable, chunksize):
+        if isinstance(func, _WithInitret):
+            func = func.func
+        if not self._wants_initret(func):
+            return parent(func, iterable, chunksize)
+        if chunksize == 1:
+            return parent(_WithInitret(func), iterable, 1)
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
+        chunks = parent(_mapstar_initret, _chunked(func, iterable, chunksize), 1)
+        return (item for chunk in chunks for item in chunk)
+
+
+#: Whether this Python's Pool has the (private, but unchanged since 3.3)
+#: ``_map_async(func, iterable, mapper, chunksize, callback, error_callback)``.
+_HAS_MAP_ASYNC = list(
+    inspect.signature(getattr(multiprocessing.pool.Pool, "_map_async", lambda: None)).parameters
+)[:7] == ["self", "func", "iterable", "mapper", "chunksize", "callback", "error_callback"]
+
+
+def _mapstar_initret(args: "tuple[Callable[..., Any], tuple]") -> list:
+    """Runs one chunk of ``map`` in a worker: ``func(x, initret=...)`` per item."""
+    func, chunk = args
+    initret = _initret
+    return [func(x, initret=initret) for x in chunk]
+
+
+def _starmapstar_initret(args: "tuple[Callable[..., Any], tuple]") -> list:
+    """Runs one chunk of ``starmap`` in a worker: ``func(*x, initret=...)``."""
+    func, chunk = args
+    initret = _initret
+    return [func(*x, initret=initret) for x in chunk]
+
+
+def _chunked(func: Callable[..., Any], iterable: Iterable[Any], size: int):
+    """``(func, chunk)`` pairs of ``size`` items, as ``imap`` sends them."""
+    it = iter(iterable)
+    while True:
+        chunk = tuple(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield (func, chunk)
