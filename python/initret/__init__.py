@@ -62,8 +62,10 @@ def info() -> dict:
     """What this machine offers initret, as a dict.
 
     Keys: ``version``, ``cpu_features`` (name -> bool), ``kernels`` (the CPU
-    kernels this CPU can run), ``kernel`` (the one a CPU dispatcher picks,
-    honouring ``INITRET_FORCE_ISA``), ``cpus``, ``gpu_adapters`` (a list of
+    kernels this CPU can run, such as ``"avx512-loads"``; a dispatcher times
+    them on its own table and keeps the fastest, see ``Dispatcher.kernel``),
+    ``isa`` (the instruction set ``INITRET_FORCE_ISA`` names, or the widest
+    detected), ``cpus``, ``gpu_adapters`` (a list of
     dicts with ``name``, ``backend``, ``device_type``, ``driver``,
     ``driver_info``, ``max_storage_buffer_binding_size``,
     ``max_buffer_size``, ``summary``).

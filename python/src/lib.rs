@@ -31,10 +31,9 @@ const DETACH_MIN_QUERIES: usize = 2048;
 
 /// Queries that are not `uint32` are converted (and range-checked) in chunks
 /// of this many, each chunk then looked up on the thread that converted it.
-/// Equal to the CPU backend's inline limit (`initret::cpu::INLINE_MAX_QUERIES`
-/// today), so a chunk never goes through the backend's own worker pool;
-/// were the limit lowered, chunks would still be right, only slower.
-const CONVERT_CHUNK: usize = 1 << 15;
+/// Equal to the CPU backend's inline limit, so a chunk never goes through
+/// the backend's own worker pool.
+const CONVERT_CHUNK: usize = initret::cpu::INLINE_MAX_QUERIES;
 
 /// Non-`u32` batches up to this many queries are converted and looked up on
 /// the calling thread, chunk by chunk; larger ones use the conversion threads.
@@ -796,13 +795,14 @@ impl PyDispatcher {
         self.inner.requested_backend().to_string()
     }
 
-    /// The lookup kernel: the CPU instruction set ("avx512", "avx2",
-    /// "neon", "scalar") for the "cpu" and "auto" backends, "wgsl" for
-    /// "gpu".
+    /// The lookup kernel: for the "cpu" and "auto" backends, the CPU kernel
+    /// that measured fastest when the dispatcher was built (such as
+    /// "avx512-loads", "avx2-gather" or "scalar-pf128"; see
+    /// ``initret.info()``); "wgsl" for "gpu".
     #[getter]
     fn kernel(&self) -> String {
         match self.inner.cpu() {
-            Some(cpu) => cpu.isa().name().to_string(),
+            Some(cpu) => cpu.kernel().name(),
             None => "wgsl".to_string(),
         }
     }
@@ -863,14 +863,16 @@ fn info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         features.set_item(name, present)?;
     }
     dict.set_item("cpu_features", features)?;
-    let kernels: Vec<&str> = initret::arch::Isa::available()
+    let kernels: Vec<String> = initret::arch::Kernel::available()
         .into_iter()
-        .map(|isa| isa.name())
+        .map(|kernel| kernel.name())
         .collect();
     dict.set_item("kernels", kernels)?;
+    // Which kernel runs is measured per table when a dispatcher is built
+    // (`Dispatcher.kernel`); what can be said here is the ISA they come from.
     match initret::arch::Isa::selected() {
-        Ok(isa) => dict.set_item("kernel", isa.name())?,
-        Err(e) => dict.set_item("kernel", format!("error: {e}"))?,
+        Ok(isa) => dict.set_item("isa", isa.name())?,
+        Err(e) => dict.set_item("isa", format!("error: {e}"))?,
     }
     dict.set_item(
         "cpus",

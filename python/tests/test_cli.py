@@ -36,7 +36,7 @@ def test_seed_workload_table():
 def test_info_is_json():
     result = run("-m", "initret", "info")
     assert result.returncode == 0, result.stderr
-    assert set(json.loads(result.stdout)) >= {"kernel", "kernels", "gpu_adapters"}
+    assert set(json.loads(result.stdout)) >= {"isa", "kernels", "gpu_adapters"}
 
 
 def test_bench_script_runs_small():

@@ -152,9 +152,9 @@ def test_properties_and_info(seed_dispatcher):
     assert int(auto.popcount(np.arange(initret.SEED_ROWS)).sum()) == initret.SEED_CHECKSUM
     info = initret.info()
     assert isinstance(info, dict)
-    assert {"version", "cpu_features", "kernels", "kernel", "cpus", "gpu_adapters"} <= set(info)
+    assert {"version", "cpu_features", "kernels", "isa", "cpus", "gpu_adapters"} <= set(info)
     assert "scalar" in info["kernels"]
-    assert info["kernel"] in info["kernels"]
+    assert any(k.split("-")[0] == info["isa"] for k in info["kernels"])
     assert isinstance(info["gpu_adapters"], list)
     for adapter in info["gpu_adapters"]:
         assert {"name", "backend", "device_type", "summary"} <= set(adapter)
