@@ -41,7 +41,7 @@ const SEQUENTIAL_MAX_QUERIES: usize = 1 << 17;
 
 thread_local! {
     /// Each thread's buffer for one converted chunk, reused across calls
-    /// (a fresh 128 KiB allocation per chunk would be a fresh mmap).
+    /// (a fresh 256 KiB allocation per chunk would be a fresh mmap).
     static CHUNK_BUFFER: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
