@@ -64,6 +64,7 @@ impl CpuBackend {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn new(table: &BitTable, threads: usize, isa: Option<Isa>) -> Result<CpuBackend, Error> {
+        table.require_rows()?;
         let request = match isa {
             Some(isa) => KernelRequest::Measure { isa: Some(isa) }.check_available()?,
             None => KernelRequest::from_env()?,

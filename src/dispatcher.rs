@@ -174,11 +174,15 @@ impl DispatcherBuilder {
     pub fn build(self) -> Result<Dispatcher, Error> {
         let table = self.table;
         table.require_rows()?;
-        let request = match self.kernel {
-            Some(request) => request.check_available()?,
-            None => KernelRequest::from_env()?,
+        // Only the CPU backend has a kernel to choose: `INITRET_FORCE_ISA`
+        // must not stop a GPU-only dispatcher from building.
+        let cpu = || {
+            let request = match self.kernel {
+                Some(request) => request.check_available()?,
+                None => KernelRequest::from_env()?,
+            };
+            CpuBackend::with_request(&table, self.threads, request)
         };
-        let cpu = || CpuBackend::with_request(&table, self.threads, request);
         let engine = match self.backend {
             Backend::Cpu => Engine::Cpu(cpu()?),
             Backend::Gpu => Engine::Gpu(GpuBackend::new(&table)?),

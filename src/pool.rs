@@ -353,21 +353,47 @@ impl<S: Send + Sync> Pool<S> {
         F: Fn(&S, &T) -> R + Sync,
     {
         // The results are written straight into the vector's spare capacity:
-        // no `Option` per slot, and no second pass to unwrap them.
+        // no `Option` per slot, and no second pass to unwrap them. Each chunk
+        // that completes records its range, so that on a failure elsewhere
+        // its results can still be dropped.
         let mut results: Vec<R> = Vec::with_capacity(items.len());
+        let completed = Mutex::new(Vec::new());
         let slots = &mut results.spare_capacity_mut()[..items.len()];
-        self.map_chunks::<_, _, Error, _>(items, slots, |state, _offset, input, output| {
-            for (item, slot) in input.iter().zip(output) {
-                slot.write(f(state, item));
+        let outcome =
+            self.map_chunks::<_, _, Error, _>(items, slots, |state, offset, input, output| {
+                for (item, slot) in input.iter().zip(output.iter_mut()) {
+                    slot.write(f(state, item));
+                }
+                completed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(offset..offset + output.len());
+                Ok(())
+            });
+        if let Err(e) = outcome {
+            let base = results.as_mut_ptr();
+            for range in completed
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
+                // SAFETY: the chunk at `range` ran to completion and wrote
+                // every slot of it (input and output have the same length),
+                // so those elements are initialised; chunks are disjoint, and
+                // each range is recorded once, so each is dropped once. The
+                // vector's length stays 0, so it never drops them again. The
+                // results of a chunk that panicked part-way are leaked.
+                unsafe {
+                    std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                        base.add(range.start),
+                        range.len(),
+                    ));
+                }
             }
-            Ok(())
-        })?;
+            return Err(e);
+        }
         // SAFETY: `map_chunks` returns Ok only after every chunk ran to
         // completion, and each chunk's closure above wrote every slot of its
-        // output (`input` and `output` have the same length), so the first
-        // `items.len()` elements are initialised. On an error we return
-        // before this with the length still 0: the results already written
-        // are leaked, never read or dropped twice.
+        // output, so the first `items.len()` elements are initialised.
         unsafe { results.set_len(items.len()) };
         Ok(results)
     }

@@ -124,3 +124,36 @@ fn a_huge_timeout_is_clamped_not_a_panic() {
         Err(Error::InvalidConfig(_))
     ));
 }
+
+/// `INITRET_FORCE_ISA` steers the CPU kernel only: a GPU-only dispatcher
+/// builds whatever it says (here an unknown name), while a CPU one reports
+/// it. Run in a child process, since the variable is read once per process.
+#[test]
+fn a_forced_cpu_kernel_does_not_stop_a_gpu_dispatcher() {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "forced_isa_child",
+            "--exact",
+            "--nocapture",
+            "--include-ignored",
+        ])
+        .env("INITRET_FORCE_ISA", "no-such-kernel")
+        .env("INITRET_FORCED_ISA_CHILD", "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+#[ignore = "run by a_forced_cpu_kernel_does_not_stop_a_gpu_dispatcher in a child process"]
+fn forced_isa_child() {
+    if std::env::var("INITRET_FORCED_ISA_CHILD").is_err() {
+        return;
+    }
+    let table = BitTable::seed(16);
+    let err = Dispatcher::new(table.clone(), Backend::Cpu).unwrap_err();
+    assert!(matches!(err, Error::IsaUnavailable { .. }), "{err}");
+    if let Some(gpu) = gpu_dispatcher(&table) {
+        assert_eq!(gpu.popcount(&[15]).unwrap(), vec![4]);
+    }
+}

@@ -203,3 +203,34 @@ fn wide_rows_use_wider_counts() {
     let wide = CountTable::new(&BitTable::from_rows(2048, vec![u32::MAX; 2048]).unwrap());
     assert_eq!((wide.bytes_per_count(), wide.get(0)), (4, Some(65_536)));
 }
+
+#[test]
+fn every_kernel_reports_the_first_bad_position_on_the_streaming_path() {
+    // Past the streaming-store threshold, with an unaligned output: a bad
+    // index in the scalar head, at a vector edge, mid-batch and in the tail,
+    // each followed by a second bad index that must not hide it.
+    let table = random_table(1 << 16, 1, 21).unwrap();
+    let counts = CountTable::new(&table);
+    let n = (1 << 18) + 45;
+    let clean = random_queries(n, table.rows(), 22);
+    let expected = table.reference_popcount(&clean).unwrap();
+    for kernel in kernels() {
+        for bad_at in [1, 16, 64, n / 2 + 3, n - 2] {
+            let mut queries = clean.clone();
+            queries[bad_at] = u32::MAX - 7;
+            queries[(bad_at + 2).min(n - 1)] = 1 << 16;
+            let mut backing = vec![0u32; n + 5];
+            let out = &mut backing[5..];
+            match kernel.lookup(&counts, &queries, out) {
+                Err(Error::IndexOutOfRange { position, .. }) => {
+                    assert_eq!(position, bad_at, "{kernel:?}");
+                }
+                other => panic!("{kernel:?}: {other:?}"),
+            }
+            assert!(
+                out[..bad_at] == expected[..bad_at],
+                "{kernel:?}: counts before position {bad_at}"
+            );
+        }
+    }
+}

@@ -34,7 +34,9 @@ pub const PREFETCH_DISTANCES: [u16; 2] = [32, 128];
 /// Its [`name`](Kernel::name) is the ISA, then `-gather` or `-loads` for the
 /// vector ISAs, then `-pfN` for a prefetch distance of `N`: `scalar`,
 /// `scalar-pf64`, `avx2-gather`, `avx512-loads-pf64`, `neon-loads`. Names
-/// parse back with `str::parse`, and `INITRET_FORCE_ISA` takes them.
+/// parse back with `str::parse`, and `INITRET_FORCE_ISA` takes them to fix
+/// the kernel, except the bare `scalar`, which there (like every bare ISA
+/// name) only limits the measurement: write `scalar-loads` to fix it.
 ///
 /// ```
 /// use initret::arch::{Fetch, Isa, Kernel};
@@ -156,10 +158,10 @@ impl Kernel {
         }
     }
 
-    /// Every kernel of `isa` this CPU can run: scalar loads, then (for the
-    /// vector ISAs) gathers, each without and with every distance of
-    /// [`PREFETCH_DISTANCES`] (loads only: a gather cannot be prefetched
-    /// any better than its lanes).
+    /// Every kernel of `isa` this CPU can run: scalar loads without and with
+    /// each distance of [`PREFETCH_DISTANCES`] (where the target can
+    /// prefetch), then, for AVX2 and AVX-512, one gather kernel without
+    /// prefetching.
     ///
     /// ```
     /// use initret::arch::{Isa, Kernel};
@@ -210,16 +212,24 @@ impl std::str::FromStr for Kernel {
         let mut parts = name.split('-');
         let isa: Isa = parts.next().unwrap_or_default().parse()?;
         let mut kernel = Kernel::new(isa, Fetch::Loads, 0);
+        // At most one fetch part, then at most one `pfN` part, in that order.
+        let (mut fetch_seen, mut prefetch_seen) = (false, false);
         for part in parts {
-            match part {
-                "loads" => kernel.fetch = Fetch::Loads,
-                "gather" => kernel.fetch = Fetch::Gather,
-                _ => {
-                    kernel.prefetch = part
-                        .strip_prefix("pf")
-                        .and_then(|d| d.parse().ok())
-                        .ok_or_else(unknown)?;
+            let digits = part
+                .strip_prefix("pf")
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            match (part, digits) {
+                ("loads" | "gather", _) if !fetch_seen && !prefetch_seen => {
+                    fetch_seen = true;
+                    if part == "gather" {
+                        kernel.fetch = Fetch::Gather;
+                    }
                 }
+                (_, Some(digits)) if !prefetch_seen => {
+                    prefetch_seen = true;
+                    kernel.prefetch = digits.parse().map_err(|_| unknown())?;
+                }
+                _ => return Err(unknown()),
             }
         }
         Ok(kernel)
@@ -348,8 +358,12 @@ mod tests {
             "avx3",
             "avx2-pf",
             "avx2-pfx",
+            "avx2-pf+5",
             "avx2-scatter",
             "scalar-pf99999999",
+            "avx2-loads-gather",
+            "avx2-pf32-loads",
+            "avx2-loads-pf32-pf64",
         ] {
             assert!(name.parse::<Kernel>().is_err(), "{name}");
         }

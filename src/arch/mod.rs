@@ -46,8 +46,11 @@ pub use counts::{CountTable, CountWord};
 pub use kernel::{Fetch, Kernel, KernelRequest, PREFETCH_DISTANCES};
 pub use select::{CALIBRATION_QUERIES, CALIBRATION_ROUNDS, Calibration, KernelRate};
 
-/// Environment variable that forces one kernel: `scalar`, `avx2`, `avx512`
-/// or `neon`. Read once per process.
+/// Environment variable that steers the CPU kernel: an instruction set's
+/// name (`scalar`, `avx2`, `avx512`, `neon`) limits the measurement to that
+/// ISA's kernels, and a kernel's full name (`avx512-gather`, `scalar-pf128`;
+/// `scalar-loads` for the plain scalar loop) fixes the kernel. See
+/// [`KernelRequest::from_env`]. Read once per process.
 pub const FORCE_ISA_ENV: &str = "INITRET_FORCE_ISA";
 
 /// An instruction set a lookup kernel is written for.
@@ -160,8 +163,9 @@ impl Isa {
     /// part of a kernel's name), if set, otherwise [`Isa::detected`]. Fails
     /// with [`Error::IsaUnavailable`] if the variable names an unknown kernel
     /// or one this CPU cannot run, rather than quietly running another. The
-    /// kernel a CPU backend runs is measured among this ISA's and the others'
-    /// kernels: see [`KernelRequest`] and [`Calibration`].
+    /// kernel a CPU backend runs is measured: among this ISA's kernels when
+    /// the variable names one, among every available kernel when it is
+    /// unset (see [`KernelRequest`] and [`Calibration`]).
     ///
     /// ```
     /// let isa = initret::arch::Isa::selected()?;
@@ -334,6 +338,24 @@ impl LookupKernel {
     pub fn serves(&self, counts: &CountTable) -> bool {
         self.kernel.fetch() != Fetch::Gather
             || counts.rows().saturating_mul(counts.bytes_per_count()) <= 1 << 31
+    }
+
+    /// The kernel that runs when this routine serves `counts`: itself, or,
+    /// for a gather kernel on a table past 2^31 bytes of counts (see
+    /// [`LookupKernel::serves`]), the same ISA's loads kernel.
+    ///
+    /// ```
+    /// use initret::arch::{CountTable, Kernel, LookupKernel};
+    /// let counts = CountTable::from_counts(&[1, 2]);
+    /// assert_eq!(LookupKernel::new(Kernel::SCALAR)?.kernel_for(&counts), Kernel::SCALAR);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn kernel_for(&self, counts: &CountTable) -> Kernel {
+        if self.serves(counts) {
+            self.kernel
+        } else {
+            self.kernel.with_fetch(Fetch::Loads)
+        }
     }
 
     /// The kernel this routine runs.

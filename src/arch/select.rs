@@ -72,7 +72,9 @@ pub struct Calibration {
 impl Calibration {
     /// Times every kernel of `candidates` on `counts` (see the module
     /// documentation for the batch shape and the cost) and keeps the
-    /// fastest. A single candidate is taken without timing. Fails with
+    /// fastest. A gather candidate that cannot serve `counts` (past 2^31
+    /// bytes) is replaced by its ISA's loads kernel, which is what would run;
+    /// a single remaining candidate is taken without timing. Fails with
     /// [`Error::InvalidTable`] for a table with no rows, with
     /// [`Error::IsaUnavailable`] for a candidate this CPU cannot run, and
     /// with [`Error::Internal`] for an empty candidate list.
@@ -89,13 +91,23 @@ impl Calibration {
         if counts.rows() == 0 {
             return Err(Error::InvalidTable("the table has no rows".into()));
         }
-        if let [only] = candidates {
-            LookupKernel::new(*only)?;
+        // Name each candidate by what will really run on this table (a
+        // gather kernel past 2^31 bytes of counts runs its ISA's loads), and
+        // time each routine once.
+        let mut kernels: Vec<Kernel> = Vec::with_capacity(candidates.len());
+        for &candidate in candidates {
+            let kernel = LookupKernel::new(candidate)?.kernel_for(counts);
+            if !kernels.contains(&kernel) {
+                kernels.push(kernel);
+            }
+        }
+        if let [only] = kernels[..] {
             return Ok(Calibration {
-                chosen: *only,
+                chosen: only,
                 rates: Vec::new(),
             });
         }
+        let candidates = &kernels[..];
         let routines = candidates
             .iter()
             .map(|&k| LookupKernel::new(k))

@@ -98,3 +98,51 @@ fn map_returns_owned_results_in_order_and_survives_a_panicking_task() {
     }
     assert_eq!(pool.map(&[1usize], |_, &i| i + 1).unwrap(), vec![2]);
 }
+
+#[test]
+fn map_drops_the_results_of_completed_chunks_when_another_fails() {
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Debug)]
+    struct Counted<'a>(&'a AtomicUsize);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let pool = Pool::builder()
+        .threads(2)
+        .build_with(|_| Ok::<_, String>(()))
+        .unwrap();
+    let items: Vec<usize> = (0..8000).collect();
+    let chunk = python_chunk_len(items.len(), pool.threads());
+    let bad = 4321;
+    for _ in 0..20 {
+        let (created, dropped) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let err = pool
+            .map(&items, |_, &i| {
+                assert!(i != bad, "item {i} fails");
+                created.fetch_add(1, Ordering::SeqCst);
+                Counted(&dropped)
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::TaskPanicked { .. }));
+        // Everything made is dropped, but for the results the failing chunk
+        // made before its panic, which are leaked.
+        let leaked = bad - bad / chunk * chunk;
+        assert_eq!(
+            created.load(Ordering::SeqCst) - dropped.load(Ordering::SeqCst),
+            leaked
+        );
+    }
+    // And on success every result is handed over, none dropped early.
+    let dropped = AtomicUsize::new(0);
+    let out = pool.map(&items, |_, _| Counted(&dropped)).unwrap();
+    assert_eq!(
+        (out.len(), dropped.load(Ordering::SeqCst)),
+        (items.len(), 0)
+    );
+    drop(out);
+    assert_eq!(dropped.load(Ordering::SeqCst), items.len());
+}
