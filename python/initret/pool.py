@@ -44,7 +44,7 @@ import functools
 import inspect
 import itertools
 import multiprocessing.pool
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 __all__ = ["Pool", "current_initret", "accepts_initret"]
 
@@ -231,7 +231,30 @@ class Pool(multiprocessing.pool.Pool):
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
         chunks = parent(_mapstar_initret, _chunked(func, iterable, chunksize), 1)
-        return (item for chunk in chunks for item in chunk)
+        return _FlatIMapIterator(chunks)
+
+
+class _FlatIMapIterator:
+    """What ``imap`` returns when initret calls travel in chunks: the items
+    one by one, with ``IMapIterator``'s ``next(timeout)`` (the timeout
+    applies to waiting for each chunk)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = chunks
+        self._items: Iterator[Any] = iter(())
+
+    def __iter__(self) -> "_FlatIMapIterator":
+        return self
+
+    def next(self, timeout: Optional[float] = None) -> Any:
+        while True:
+            try:
+                return next(self._items)
+            except StopIteration:
+                # StopIteration from the chunks ends this iterator too.
+                self._items = iter(self._chunks.next(timeout))
+
+    __next__ = next
 
 
 #: Whether this Python's Pool has the (private, but unchanged since 3.3)

@@ -24,6 +24,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyType};
 use rayon::prelude::*;
 
+/// The most worker threads a `Dispatcher` may ask for: far past any CPU's
+/// count, and short of the point where starting them would take minutes
+/// and gigabytes (`threads=10**6` would otherwise try to start them all).
+const MAX_THREADS: usize = 1024;
+
 /// Batches of at least this many queries release the GIL while they run.
 /// Smaller ones finish in a few microseconds; dropping and re-taking the GIL
 /// for them would only add latency when other threads compete for it.
@@ -689,11 +694,14 @@ impl PyDispatcher {
                 )));
             }
         };
-        let threads = usize::try_from(threads).map_err(|_| {
-            PyValueError::new_err(format!(
-                "threads must be 0 (one per CPU) or more; got {threads}"
-            ))
-        })?;
+        let threads = usize::try_from(threads)
+            .ok()
+            .filter(|&t| t <= MAX_THREADS)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "threads must be 0 (one per CPU) to {MAX_THREADS}; got {threads}"
+                ))
+            })?;
         let table = table_from_py(py, table)?;
         let inner = py
             .detach(|| {

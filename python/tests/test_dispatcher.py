@@ -270,6 +270,9 @@ def test_non_integer_tables_and_bad_arguments():
         initret.Dispatcher(initret.seed_table(), backend="tpu")
     with pytest.raises(ValueError):
         initret.Dispatcher(initret.seed_table(), threads=-1)
+    # Refused at once, rather than starting a million threads.
+    with pytest.raises(ValueError, match="1024"):
+        initret.Dispatcher(initret.seed_table(), threads=10**6)
     with pytest.raises(TypeError):
         initret.Dispatcher(initret.seed_table(), backend=None)
 

@@ -92,6 +92,11 @@ def test_once_per_worker_every_method(start_method):
         check_reports(pool.map_async(h.report, xs).get(timeout=60), counter, values)
         check_reports(list(pool.imap(h.report, xs)), counter, values)
         check_reports(list(pool.imap(h.report, xs, chunksize=9)), counter, values)
+        # Chunked imap keeps IMapIterator's next(timeout).
+        it = pool.imap(h.report, xs, chunksize=9)
+        check_reports([it.next(timeout=60) for _ in xs], counter, values)
+        with pytest.raises(StopIteration):
+            it.next(timeout=60)
         check_reports(sorted(pool.imap_unordered(h.report, xs)), counter, values)
         check_reports(sorted(pool.imap_unordered(h.report, xs, chunksize=11)), counter, values)
         pairs = [(x, 1000) for x in xs]

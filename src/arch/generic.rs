@@ -229,34 +229,41 @@ pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord, const GATHER: bool>(
                     found.store(out.as_mut_ptr().add(i));
                 }
             }
-        } else if streaming {
-            let mut lanes = [0u32; MAX_LANES];
-            for (k, lane) in lanes.iter_mut().enumerate().take(V::LANES) {
-                // SAFETY: `i + k < n` so the query read is in bounds, and
-                // `all_at_most(max)` proved it `<= last_row < rows <=
-                // padded.len()`, so the count read is in bounds.
-                unsafe {
-                    let index = *queries.get_unchecked(i + k) as usize;
-                    *lane = (*padded.get_unchecked(index)).into();
-                }
-            }
-            // SAFETY: ISA as above; `lanes` holds `MAX_LANES >= LANES`
-            // words; the store is in bounds and aligned as in the gather
-            // branch above.
-            unsafe {
-                V::load(lanes.as_ptr()).stream(out.as_mut_ptr().add(i));
-            }
         } else {
-            // Outputs that stay in the cache take the counts with scalar
-            // stores: assembling a vector first measured slower (AVX-512
-            // loads at 2^16 rows on the Zen 5 VM: 3.4 against 3.8 G
-            // lookups/s on one thread).
-            for k in 0..V::LANES {
-                // SAFETY: as in the streaming branch for the two reads;
-                // `i + k < n <= out.len()` (caller) for the write.
+            // The loads take their indices from the register that was range
+            // checked, never from `queries` again: the caller's memory may
+            // change between the check and a second read (a Python thread
+            // writing a shared numpy array while the GIL is released), and
+            // only the values checked are known to be in range.
+            let mut checked = [0u32; MAX_LANES];
+            // SAFETY: ISA as above; `checked` holds `MAX_LANES >= LANES`
+            // words.
+            unsafe { indices.store(checked.as_mut_ptr()) };
+            if streaming {
+                let mut lanes = [0u32; MAX_LANES];
+                for (lane, &index) in lanes.iter_mut().zip(&checked[..V::LANES]) {
+                    // SAFETY: `all_at_most(max)` proved `index <= last_row <
+                    // rows <= padded.len()`, so the count read is in bounds.
+                    *lane = unsafe { (*padded.get_unchecked(index as usize)).into() };
+                }
+                // SAFETY: ISA as above; `lanes` holds `MAX_LANES >= LANES`
+                // words; the store is in bounds and aligned as in the gather
+                // branch above.
                 unsafe {
-                    let index = *queries.get_unchecked(i + k) as usize;
-                    *out.get_unchecked_mut(i + k) = (*padded.get_unchecked(index)).into();
+                    V::load(lanes.as_ptr()).stream(out.as_mut_ptr().add(i));
+                }
+            } else {
+                // Outputs that stay in the cache take the counts with scalar
+                // stores: assembling a vector first measured slower (AVX-512
+                // loads at 2^16 rows on the Zen 5 VM: 3.4 against 3.8 G
+                // lookups/s on one thread).
+                for (k, &index) in checked[..V::LANES].iter().enumerate() {
+                    // SAFETY: the count read as in the streaming branch;
+                    // `i + k < n <= out.len()` (caller) for the write.
+                    unsafe {
+                        *out.get_unchecked_mut(i + k) =
+                            (*padded.get_unchecked(index as usize)).into();
+                    }
                 }
             }
         }
