@@ -95,17 +95,6 @@ where
     }
 }
 
-/// The variant name of an [`initret::Error`], from its `Debug` form
-/// (`DeviceLost("...")` -> `DeviceLost`), for the errors mapped generically.
-fn variant_name(error: &initret::Error) -> String {
-    let debug = format!("{error:?}");
-    debug
-        .split(|c: char| !c.is_alphanumeric() && c != '_')
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
-
 /// Maps a library error to the matching Python exception.
 fn to_pyerr(py: Python<'_>, error: initret::Error) -> PyErr {
     use initret::Error;
@@ -131,19 +120,28 @@ fn to_pyerr(py: Python<'_>, error: initret::Error) -> PyErr {
         }
         Error::IsaUnavailable { .. } => raise(py, "IsaUnavailable", (error.to_string(),)),
         Error::OutputLength { .. } => PyValueError::new_err(error.to_string()),
-        other => {
-            let kind = variant_name(&other);
-            if kind.starts_with("Invalid") {
-                // InvalidArgument / InvalidConfig: a value the caller gave.
-                return PyValueError::new_err(other.to_string());
-            }
-            let class = if kind.starts_with("Gpu") || kind == "DeviceLost" {
-                "GpuError"
-            } else {
-                "InitretError"
-            };
-            raise(py, class, (other.to_string(), kind))
+        Error::InvalidConfig(..) => PyValueError::new_err(error.to_string()),
+        Error::DeviceLost(..) => raise(py, "GpuError", (error.to_string(), "DeviceLost")),
+        Error::GpuTimeout { .. } => raise(py, "GpuError", (error.to_string(), "GpuTimeout")),
+        Error::Gpu(..) => raise(py, "GpuError", (error.to_string(), "Gpu")),
+        Error::ForeignGpuValue { .. } => {
+            raise(py, "GpuError", (error.to_string(), "ForeignGpuValue"))
         }
+        Error::CountsIncomplete => raise(py, "GpuError", (error.to_string(), "CountsIncomplete")),
+        Error::Initializer { .. } => raise(py, "InitretError", (error.to_string(), "Initializer")),
+        Error::InitializerPanicked { .. } => raise(
+            py,
+            "InitretError",
+            (error.to_string(), "InitializerPanicked"),
+        ),
+        Error::TaskPanicked { .. } => {
+            raise(py, "InitretError", (error.to_string(), "TaskPanicked"))
+        }
+        Error::ThreadSpawn(..) => raise(py, "InitretError", (error.to_string(), "ThreadSpawn")),
+        Error::Internal(..) => raise(py, "InitretError", (error.to_string(), "Internal")),
+        // `initret::Error` is non-exhaustive: a variant added later still
+        // reaches Python, as the base class.
+        other => raise(py, "InitretError", (other.to_string(), "Other")),
     }
 }
 
