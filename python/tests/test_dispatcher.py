@@ -296,3 +296,45 @@ def test_exceptions_pickle_with_their_attributes():
     assert issubclass(initret.GpuUnavailable, RuntimeError)
     assert issubclass(initret.InvalidTable, ValueError)
     assert issubclass(initret.IndexOutOfRange, IndexError)
+
+
+def test_large_results_are_never_overwritten_while_referenced(rng):
+    # Large results are kept and refilled once Python drops them: a result,
+    # a view of one, or one made read-only must never change under its owner.
+    rows = 1000
+    table = rng.integers(0, 2**32, rows, dtype=np.uint64).astype(np.uint32)
+    counts = row_counts(table)
+    d = initret.Dispatcher(table, backend="cpu")
+    n = 1 << 20
+    batches = [rng.integers(0, rows, n, dtype=np.uint32) for _ in range(6)]
+    expected = [counts[q] for q in batches]
+
+    r0 = d.popcount(batches[0])
+    r1 = d.popcount(batches[1])
+    view = d.popcount(batches[2])[::3]
+    frozen = d.popcount(batches[3])
+    frozen.flags.writeable = False
+    kept_in_list = [d.popcount(batches[4])]
+    for _ in range(3):
+        for k in (5, 0, 1):
+            assert np.array_equal(d.popcount(batches[k]), expected[k])
+    assert np.array_equal(r0, expected[0])
+    assert np.array_equal(r1, expected[1])
+    assert np.array_equal(view, expected[2][::3])
+    assert np.array_equal(frozen, expected[3])
+    assert np.array_equal(kept_in_list[0], expected[4])
+    assert r0 is not r1
+
+    # Dropped results are refilled: the same shape comes back right.
+    del r0, r1, view, frozen, kept_in_list
+    for k in range(6):
+        result = d.popcount(batches[k])
+        assert np.array_equal(result, expected[k])
+        assert result.flags.writeable and result.flags.owndata
+    # Other shapes and bad batches are unaffected by what is kept.
+    assert np.array_equal(d.popcount(batches[0][: n - 1]), expected[0][: n - 1])
+    bad = batches[1].copy()
+    bad[n // 2] = rows
+    with pytest.raises(initret.IndexOutOfRange):
+        d.popcount(bad)
+    assert np.array_equal(d.popcount(batches[1]), expected[1])
