@@ -18,7 +18,9 @@ use initret_cli::{gpu, plot, seed};
 
 const ENVIRONMENT: &str = "\
 Environment:
-  INITRET_FORCE_ISA=scalar|avx2|avx512|neon   force the CPU kernel
+  INITRET_FORCE_ISA=scalar|avx2|avx512|neon   measure only that ISA's CPU kernels
+  INITRET_FORCE_ISA=<kernel>                  run that kernel, as `info` names it
+                                              (`scalar-loads`: the plain scalar loop)
   INITRET_ADAPTER=<substring>                 pick the GPU adapter by name";
 
 /// Map a function over many inputs that all read one large read-only state:
