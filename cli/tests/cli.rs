@@ -265,7 +265,14 @@ fn info_into_a_closed_pipe_ends_quietly() {
         .output()
         .expect("the initret binary runs");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stderr(&out), "");
+    // Nothing from initret; Mesa's window-system code complains on stderr
+    // when XDG_RUNTIME_DIR is unset, which is the driver's, not ours.
+    let stderr = stderr(&out);
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.contains("XDG_RUNTIME_DIR"))
+        .collect();
+    assert!(ours.is_empty(), "{stderr}");
 }
 
 #[test]
