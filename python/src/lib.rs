@@ -432,21 +432,8 @@ impl PyDispatcher {
     fn lookup<T: Query>(&self, queries: &[T], out: &mut [u32]) -> Result<(), LookupError> {
         let n = queries.len();
         if let Some(queries) = T::as_u32(queries) {
-            if n <= SEQUENTIAL_MAX_QUERIES && self.inner.route(n) == Backend::Cpu {
-                // Mid-size batches (the seed's 65535) on the calling thread,
-                // in chunks the backend runs inline: waking its workers
-                // costs as much as it saves at this size, and far more when
-                // the other cores are busy.
-                return queries
-                    .chunks(CONVERT_CHUNK)
-                    .zip(out.chunks_mut(CONVERT_CHUNK))
-                    .enumerate()
-                    .try_for_each(|(i, (q, o))| {
-                        self.inner
-                            .popcount_into(q, o)
-                            .map_err(|e| shifted(e.into(), i * CONVERT_CHUNK))
-                    });
-            }
+            // The backend decides itself which batches run on the calling
+            // thread (the seed's 65535 do) and which go to its workers.
             return self
                 .inner
                 .popcount_into(queries, out)
