@@ -34,7 +34,7 @@ mod demo {
     use std::time::{Duration, Instant};
 
     use initret::gpu::{GpuBackend, adapters};
-    use initret::random::random_queries;
+    use initret::harness::random_queries;
     use initret::{BitTable, Error, SEED_CHECKSUM, SEED_ROWS};
 
     const LARGE_BATCH: usize = 1 << 24;
@@ -173,8 +173,8 @@ mod demo {
         println!(
             "references for {} MiB: device copy {}, host->device->host transfer {}",
             bytes >> 20,
-            ms(gpu.measure_device_copy(bytes)?),
-            ms(gpu.measure_transfer(bytes)?)
+            ms(initret::harness::measure_device_copy(&gpu, bytes)?),
+            ms(initret::harness::measure_transfer(&gpu, bytes)?)
         );
         println!("{}", if ok { "OK" } else { "FAILED" });
         Ok(ok)

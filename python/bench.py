@@ -2,7 +2,7 @@
 
     python python/bench.py [--repeat N] [--big] [--gpu] [--json]
 
-is ``python -m initret bench``; see initret/_bench.py for what is timed.
+is ``python -m initret bench``; see python/initret/_bench.py for what is timed.
 """
 
 import sys

@@ -25,7 +25,10 @@ cd "$root"
 "$venv/bin/python" -m pip install "./python[dask,test]"
 echo "== pytest python/tests"
 # From the repository root, `import initret` finds the installed package
-# (the source tree's python/initret has no compiled extension).
+# (the pure-Python source lives in python/python/initret, which is not on
+# sys.path here, so it cannot shadow the installed package).
 "$venv/bin/python" -m pytest python/tests "$@"
+echo "== pytest tests, from python/ (the source tree must not shadow the installed package)"
+(cd python && "$venv/bin/python" -m pytest tests/test_errors.py tests/test_dispatcher.py "$@")
 "$venv/bin/python" -m initret --repeat 1 --no-gpu >/dev/null
 echo "== python/ci.sh: ok"

@@ -15,7 +15,7 @@
 // lane: the partial counts of a row add up to at most the row's count,
 // which fits its lane. `row_counts` starts zeroed (wgpu zero-fills buffers).
 
-// Must match SEGMENT_WORDS in src/gpu/derive.rs.
+// Must match SEGMENT_WORDS in src/gpu/counts.rs.
 const SEGMENT_WORDS: u32 = 1024u;
 
 struct Params {

@@ -1,19 +1,21 @@
-//! The CPU backend: a [`Pool`] whose initializer gives every worker its own
-//! copy of the per-row popcount table, and a SIMD [`LookupKernel`] chosen
-//! once at build time.
+//! The CPU backend: a [`Pool`] whose workers read the per-row popcount
+//! table placed once per cache domain (or as [`Placement`] says), and a SIMD
+//! [`LookupKernel`] chosen once at build time.
 
 use crate::arch::{
     Calibration, CountTable, Isa, Kernel, KernelRequest, LookupKernel, STREAM_MIN_QUERIES,
 };
-use crate::{BitTable, Error, Pool, python_chunk_len};
+use std::sync::Arc;
+
+use crate::pool::python_chunk_len;
+use crate::query::sealed::Words;
+use crate::topology::format_cpu_list;
+use crate::{BitTable, Error, Placement, Pool, QueryIndex, Topology};
 
 /// Batches up to this many queries run on the calling thread against worker
-/// 0's table: handing them to the pool costs more than the lookups. Measured
-/// on the 2-core Zen 5 VM with the AVX-512 loads kernel: the seed's 65535
-/// queries took 16.6–18 µs (median 17–18, 90th percentile 17–19) inline
-/// against 17–18 µs best but 33 µs at the 90th percentile through the
-/// workers; at 2^17 queries the workers win (22.5 against 28 µs).
-pub const INLINE_MAX_QUERIES: usize = 1 << 16;
+/// 0's table: handing them to the pool costs more than the lookups
+/// (measurements in BENCHMARKS.md, "The seed workload").
+pub(crate) const INLINE_MAX_QUERIES: usize = 1 << 16;
 
 /// Chunks handed to workers are at least this long, so per-chunk overhead
 /// stays small next to the lookups.
@@ -21,9 +23,12 @@ const MIN_CHUNK: usize = 1 << 14;
 
 /// Popcount lookups on CPU threads with run-time-selected SIMD kernels.
 ///
-/// Built once per table: each worker's initializer derives the table's
-/// per-row popcounts ([`CountTable`], as `u8` where they fit) on its own
-/// thread, so every lookup afterwards is a single load. The kernel that does
+/// Built once per table: the table's per-row popcounts ([`CountTable`], as
+/// `u8` where they fit) are derived once and placed once per cache domain
+/// (the CPUs sharing a last-level cache and NUMA node), copied there by a
+/// worker of that domain, so every lookup afterwards is a single load from
+/// a table no other copy competes with for the cache. [`Placement`] offers
+/// one shared copy, or one per worker (the baseline). The kernel that does
 /// the loads (scalar, vector range checks with scalar loads or gathers,
 /// with or without prefetching) is the one that measured fastest on this
 /// machine and this table ([`CpuBackend::calibration`]).
@@ -35,20 +40,34 @@ const MIN_CHUNK: usize = 1 << 14;
 /// let mut out = [0; 3];
 /// cpu.popcount_into(&[7, 255, 0], &mut out)?;
 /// assert_eq!(out, [3, 8, 0]);
-/// assert_eq!(cpu.init_calls(), 2);
+/// // One copy of the counts per cache domain in use, not per thread.
+/// assert_eq!(cpu.copies(), initret::Topology::detect().domains().len().min(2));
 /// # Ok::<(), initret::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct CpuBackend {
-    pool: Pool<CountTable>,
+    // An `Arc` so that counts in memory someone else owns
+    // (`CpuBackend::with_counts`) are read in place by the first copy's
+    // workers rather than copied.
+    pool: Pool<Arc<CountTable>>,
     kernel: LookupKernel,
     calibration: Calibration,
+    /// The kernel for `u64` and `i64` queries, measured on its own (boxed,
+    /// so that the backend stays about the size of a GPU handle).
+    wide: Box<Wide>,
     rows: usize,
 }
 
+/// [`CpuBackend`]'s kernel for 64-bit queries and how it was chosen.
+#[derive(Debug)]
+struct Wide {
+    kernel: LookupKernel,
+    calibration: Calibration,
+}
+
 impl CpuBackend {
-    /// Starts `threads` workers (0: one per CPU), each deriving its own copy
-    /// of `table`'s per-row counts, and picks the kernel by timing the
+    /// Starts `threads` workers (0: one per CPU), places `table`'s per-row
+    /// counts once per cache domain, and picks the kernel by timing the
     /// candidates on those counts ([`Calibration`]): the kernels of `isa` if
     /// given, otherwise what `INITRET_FORCE_ISA` asks for
     /// ([`KernelRequest::from_env`]: every kernel when it is unset).
@@ -88,42 +107,207 @@ impl CpuBackend {
         threads: usize,
         request: KernelRequest,
     ) -> Result<CpuBackend, Error> {
+        CpuBackend::with_placement(table, threads, request, Placement::default())
+    }
+
+    /// [`CpuBackend::with_request`] with the counts placed as `placement`
+    /// says.
+    ///
+    /// ```
+    /// use initret::{BitTable, Placement, arch::KernelRequest, cpu::CpuBackend};
+    ///
+    /// let request = KernelRequest::Measure { isa: None };
+    /// let cpu = CpuBackend::with_placement(&BitTable::seed(64), 3, request, Placement::PerWorker)?;
+    /// assert_eq!(cpu.copies(), 3);
+    /// let cpu = CpuBackend::with_placement(&BitTable::seed(64), 3, request, Placement::Shared)?;
+    /// assert_eq!(cpu.copies(), 1);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn with_placement(
+        table: &BitTable,
+        threads: usize,
+        request: KernelRequest,
+        placement: Placement,
+    ) -> Result<CpuBackend, Error> {
+        CpuBackend::with_topology(table, threads, request, placement, Topology::detect())
+    }
+
+    /// [`CpuBackend::with_placement`] over a given topology instead of the
+    /// one the OS reports.
+    pub fn with_topology(
+        table: &BitTable,
+        threads: usize,
+        request: KernelRequest,
+        placement: Placement,
+        topology: Topology,
+    ) -> Result<CpuBackend, Error> {
         table.require_rows()?;
-        // Derived once here; each worker's initializer then makes its own
-        // copy on its own thread, so the memory is first touched there.
-        let counts = CountTable::new(table);
-        let calibration = Calibration::measure(&counts, &request.candidates())?;
-        let kernel = LookupKernel::new(calibration.chosen())?;
+        // Derived once here; each copy is then made by a worker of the
+        // domain that reads it, so its memory is first touched there.
+        let derived = CountTable::new(table);
         let pool = Pool::builder()
             .threads(threads)
             .thread_name("initret-cpu")
-            .build_with(|_worker| Ok::<_, Error>(counts.clone()))?;
+            .topology(topology)
+            .build_placed(placement, |_copy| Ok::<_, Error>(Arc::new(derived.clone())))?;
+        drop(derived);
+        CpuBackend::calibrated(pool, request)
+    }
+
+    /// A backend over count tables already derived: read in place by the
+    /// workers of the first copy (a table in shared memory is not copied),
+    /// and copied for every further copy `placement` asks for (other cache
+    /// domains, or every worker but the first with
+    /// [`Placement::PerWorker`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use initret::{BitTable, Placement, arch::{CountTable, KernelRequest}, cpu::CpuBackend};
+    ///
+    /// let derived = CountTable::new(&BitTable::seed(1000));
+    /// let memory = Arc::new(derived.as_bytes().to_vec());
+    /// let counts = CountTable::from_memory(memory, derived.rows(), derived.bytes_per_count())?;
+    /// let cpu = CpuBackend::with_counts(counts, 2, KernelRequest::Measure { isa: None }, Placement::Shared)?;
+    /// let mut out = [0; 2];
+    /// cpu.popcount_into(&[7, 999], &mut out)?;
+    /// assert_eq!(out, [3, 8]);
+    /// assert!(cpu.counts().is_borrowed());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn with_counts(
+        counts: CountTable,
+        threads: usize,
+        request: KernelRequest,
+        placement: Placement,
+    ) -> Result<CpuBackend, Error> {
+        if counts.rows() == 0 {
+            return Err(Error::InvalidTable("the table has no rows".into()));
+        }
+        let given = Arc::new(counts);
+        let pool = Pool::builder()
+            .threads(threads)
+            .thread_name("initret-cpu")
+            .build_placed(placement, |copy| {
+                Ok::<_, Error>(if copy == 0 {
+                    Arc::clone(&given)
+                } else {
+                    Arc::new((*given).clone())
+                })
+            })?;
+        drop(given);
+        CpuBackend::calibrated(pool, request)
+    }
+
+    /// Chooses the kernels (for `u32` queries and for 64-bit ones) on the
+    /// first copy of the counts.
+    fn calibrated(
+        pool: Pool<Arc<CountTable>>,
+        request: KernelRequest,
+    ) -> Result<CpuBackend, Error> {
+        let counts = pool
+            .copy(0)
+            .ok_or_else(|| Error::Internal("the CPU backend has no workers".into()))?;
+        let candidates = request.candidates();
+        let calibration = Calibration::measure(counts, &candidates)?;
+        let kernel = LookupKernel::new(calibration.chosen())?;
+        let wide_calibration = Calibration::measure_wide(counts, &candidates)?;
+        let wide = LookupKernel::new(wide_calibration.chosen())?;
+        let rows = counts.rows();
         Ok(CpuBackend {
             pool,
             kernel,
             calibration,
-            rows: table.rows(),
+            wide: Box::new(Wide {
+                kernel: wide,
+                calibration: wide_calibration,
+            }),
+            rows,
         })
     }
 
-    /// The instruction set of the kernel in use.
+    /// The first copy of the counts: what the calling thread reads for
+    /// batches it runs itself, and what a process sharing this backend's
+    /// counts would export ([`CountTable::as_bytes`]).
+    pub fn counts(&self) -> &CountTable {
+        match self.pool.copy(0) {
+            Some(counts) => counts,
+            None => unreachable!("a built CPU backend has at least one copy"),
+        }
+    }
+
+    /// How the counts were placed.
+    pub fn placement(&self) -> Placement {
+        self.pool.placement()
+    }
+
+    /// How many copies of the counts the workers read: one per cache
+    /// domain in use, one, or one per worker.
+    pub fn copies(&self) -> usize {
+        self.pool.copies()
+    }
+
+    /// Bytes of one copy of the counts.
+    pub fn count_bytes(&self) -> usize {
+        self.counts().bytes()
+    }
+
+    /// Bytes of all copies backed by transparent huge pages, where the OS
+    /// says (Linux); see [`CountTable::huge_page_bytes`].
+    pub fn huge_page_bytes(&self) -> Option<u64> {
+        (0..self.copies())
+            .map(|c| {
+                self.pool
+                    .copy(c)
+                    .and_then(|counts| counts.huge_page_bytes())
+            })
+            .sum()
+    }
+
+    /// What was placed where, in one line: the placement, the copies and
+    /// their size, huge pages, and each copy's cache domain.
     ///
     /// ```
     /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// assert!(cpu.isa().is_available());
+    /// assert!(cpu.placement_summary().starts_with("per-domain: 1 copy of"));
     /// # Ok::<(), initret::Error>(())
     /// ```
+    pub fn placement_summary(&self) -> String {
+        let copies = self.copies();
+        let mut line = format!(
+            "{}: {copies} {} of {} for {} {}",
+            self.placement(),
+            if copies == 1 { "copy" } else { "copies" },
+            format_bytes(self.count_bytes() as u64),
+            self.threads(),
+            if self.threads() == 1 {
+                "thread"
+            } else {
+                "threads"
+            },
+        );
+        let requested = self.counts().huge_pages_requested();
+        if requested {
+            match self.huge_page_bytes() {
+                Some(bytes) => line += &format!(", huge pages {}", format_bytes(bytes)),
+                None => line += ", huge pages requested",
+            }
+        }
+        let domains: Vec<String> = (0..copies)
+            .filter_map(|c| self.pool.domain_of_copy(c))
+            .map(|d| format!("[cpus {}]", format_cpu_list(&d.cpus)))
+            .collect();
+        if !domains.is_empty() {
+            line += &format!(", domains {}", domains.join(" "));
+        }
+        line
+    }
+
+    /// The instruction set of the kernel in use.
     pub fn isa(&self) -> Isa {
         self.kernel.isa()
     }
 
     /// The kernel in use: the fastest measured, or the one requested.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// assert!(cpu.kernel().is_available());
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn kernel(&self) -> Kernel {
         self.kernel.kernel()
     }
@@ -144,35 +328,44 @@ impl CpuBackend {
         &self.calibration
     }
 
-    /// Number of worker threads.
+    /// The kernel that reads `u64` and `i64` queries: measured apart from
+    /// [`CpuBackend::kernel`] ([`Calibration::measure_wide`]), among the
+    /// same candidates, so a fixed kernel request fixes both.
     ///
     /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 2, None)?;
-    /// assert_eq!(cpu.threads(), 2);
+    /// use initret::{BitTable, arch::{Kernel, KernelRequest}, cpu::CpuBackend};
+    ///
+    /// let cpu = CpuBackend::with_request(&BitTable::seed(16), 1, KernelRequest::Fixed(Kernel::SCALAR))?;
+    /// assert_eq!(cpu.wide_kernel(), Kernel::SCALAR);
     /// # Ok::<(), initret::Error>(())
     /// ```
+    pub fn wide_kernel(&self) -> Kernel {
+        self.wide.kernel.kernel()
+    }
+
+    /// Every candidate's measured rate on 64-bit queries, and the one
+    /// chosen ([`CpuBackend::wide_kernel`]).
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(1000), 1, None)?;
+    /// assert_eq!(cpu.wide_calibration().chosen(), cpu.wide_kernel());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn wide_calibration(&self) -> &Calibration {
+        &self.wide.calibration
+    }
+
+    /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.pool.threads()
     }
 
-    /// How many times the initializer ran (once per worker).
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 2, None)?;
-    /// assert_eq!(cpu.init_calls(), 2);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
+    /// How many times the initializer ran (once per copy of the counts).
     pub fn init_calls(&self) -> usize {
         self.pool.init_calls()
     }
 
     /// Number of rows of the table.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// assert_eq!(cpu.rows(), 4);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -191,12 +384,96 @@ impl CpuBackend {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+        self.popcount_indices_into(queries, out)
+    }
+
+    /// [`CpuBackend::popcount_into`] for `u64` queries, read in place by
+    /// [`CpuBackend::wide_kernel`] (no narrowed copy is made). A value
+    /// `>= rows` is [`Error::IndexOutOfRange`] at the first such position.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// let mut out = [0; 3];
+    /// cpu.popcount_u64_into(&[3, 1, 0], &mut out)?;
+    /// assert_eq!(out, [2, 1, 0]);
+    /// let err = cpu.popcount_u64_into(&[1, 1 << 32, u64::MAX], &mut out).unwrap_err();
+    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 1, index: 0x1_0000_0000, rows: 4 }));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
+        self.popcount_indices_into(queries, out)
+    }
+
+    /// [`CpuBackend::popcount_into`] for `i64` queries, read in place by
+    /// [`CpuBackend::wide_kernel`]. A negative value or one `>= rows` is
+    /// [`Error::IndexOutOfRange`] at the first such position.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// let mut out = [0; 3];
+    /// cpu.popcount_i64_into(&[3, 1, 0], &mut out)?;
+    /// assert_eq!(out, [2, 1, 0]);
+    /// let err = cpu.popcount_i64_into(&[1, 2, -7], &mut out).unwrap_err();
+    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 2, index: -7, rows: 4 }));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
+        self.popcount_indices_into(queries, out)
+    }
+
+    /// The popcount of row `q` for each `u64` query `q`, in order.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// assert_eq!(cpu.popcount_u64(&[3, 2])?, vec![2, 1]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_u64(&self, queries: &[u64]) -> Result<Vec<u32>, Error> {
+        let mut out = vec![0; queries.len()];
+        self.popcount_indices_into(queries, &mut out)?;
+        Ok(out)
+    }
+
+    /// The popcount of row `q` for each `i64` query `q`, in order.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// assert_eq!(cpu.popcount_i64(&[3, 2])?, vec![2, 1]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_i64(&self, queries: &[i64]) -> Result<Vec<u32>, Error> {
+        let mut out = vec![0; queries.len()];
+        self.popcount_indices_into(queries, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`CpuBackend::popcount_into`] for queries of any [`QueryIndex`] type,
+    /// for code written once over it: `u32` queries run
+    /// [`CpuBackend::kernel`], `u64` and `i64` ones
+    /// [`CpuBackend::wide_kernel`], each reading its type directly.
+    ///
+    /// ```
+    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// let mut out = [0; 2];
+    /// cpu.popcount_indices_into(&[3i64, 1], &mut out)?;
+    /// assert_eq!(out, [2, 1]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_indices_into<Q: QueryIndex>(
+        &self,
+        queries: &[Q],
+        out: &mut [u32],
+    ) -> Result<(), Error> {
+        let kernel = match Q::words(queries) {
+            Words::U32(_) => &self.kernel,
+            Words::U64(_) => &self.wide.kernel,
+        };
         if queries.len() <= INLINE_MAX_QUERIES {
             let counts = self
                 .pool
                 .state(0)
                 .ok_or_else(|| Error::Internal("the CPU backend has no workers".into()))?;
-            return self.kernel.lookup(counts, queries, out);
+            return kernel.lookup_indices(counts, queries, out);
         }
         let chunk = python_chunk_len(queries.len(), self.threads()).max(MIN_CHUNK);
         // Decided for the whole batch: whether its output outgrows the caches
@@ -204,11 +481,40 @@ impl CpuBackend {
         let streaming = queries.len() >= STREAM_MIN_QUERIES;
         self.pool
             .map_chunks_by(chunk, queries, out, |counts, offset, queries, out| {
-                self.kernel
+                kernel
                     .lookup_with_stores(counts, queries, out, streaming)
                     .map_err(|e| e.offset_position(offset))
             })
     }
+}
+
+impl crate::PopcountBackend for CpuBackend {
+    fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+        CpuBackend::popcount_into(self, queries, out)
+    }
+
+    fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
+        CpuBackend::popcount_u64_into(self, queries, out)
+    }
+
+    fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
+        CpuBackend::popcount_i64_into(self, queries, out)
+    }
+}
+
+/// `67108864` → `"64 MiB"`: whole KiB, MiB or GiB where exact, else one decimal.
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            return if bytes.is_multiple_of(size) {
+                format!("{} {unit}", bytes / size)
+            } else {
+                format!("{:.1} {unit}", bytes as f64 / size as f64)
+            };
+        }
+    }
+    format!("{bytes} B")
 }
 
 #[cfg(test)]
@@ -233,7 +539,7 @@ mod tests {
                 index,
                 rows,
             } => {
-                assert_eq!((position, index, rows), (n / 2 + 17, u32::MAX, 1000));
+                assert_eq!((position, index, rows), (n / 2 + 17, u32::MAX.into(), 1000));
             }
             other => panic!("unexpected {other}"),
         }

@@ -1,12 +1,18 @@
 //! [`Dispatcher`]: one API for popcount lookups over a chosen backend.
 
-use std::fmt;
-use std::sync::OnceLock;
+mod auto;
+mod builder;
 
-use crate::arch::{Isa, Kernel, KernelRequest};
+pub use builder::DispatcherBuilder;
+use builder::TableSource;
+
+use std::fmt;
+
+use crate::arch::CountTable;
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
-use crate::{BitTable, Error};
+use crate::{BitTable, Error, QueryIndex};
+use auto::AutoBackend;
 
 /// Where a [`Dispatcher`] runs its lookups.
 ///
@@ -52,274 +58,11 @@ impl std::str::FromStr for Backend {
     }
 }
 
-/// Configures a [`Dispatcher`]: backend, CPU threads, CPU kernel.
-///
-/// ```
-/// use initret::{Backend, BitTable, Dispatcher, arch::Isa};
-///
-/// let dispatcher = Dispatcher::builder(BitTable::seed(100))
-///     .backend(Backend::Cpu)
-///     .threads(2)
-///     .isa(Isa::Scalar)
-///     .build()?;
-/// assert_eq!(dispatcher.popcount(&[3, 99])?, vec![2, 4]);
-/// # Ok::<(), initret::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct DispatcherBuilder {
-    table: BitTable,
-    backend: Backend,
-    threads: usize,
-    kernel: Option<KernelRequest>,
-    auto_accepts_software_gpu: bool,
-    auto_crossover: Option<usize>,
-}
-
-impl DispatcherBuilder {
-    /// Which backend to use (default [`Backend::Auto`]).
-    ///
-    /// ```
-    /// use initret::{Backend, BitTable, Dispatcher};
-    ///
-    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).build()?;
-    /// assert_eq!((d.requested_backend(), d.route(1 << 30)), (Backend::Cpu, Backend::Cpu));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn backend(mut self, backend: Backend) -> DispatcherBuilder {
-        self.backend = backend;
-        self
-    }
-
-    /// Number of CPU worker threads; 0 (the default) means rayon's default:
-    /// `RAYON_NUM_THREADS` if set, else one per CPU.
-    ///
-    /// ```
-    /// use initret::{Backend, BitTable, Dispatcher};
-    ///
-    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).threads(2).build()?;
-    /// assert_eq!(d.cpu().map(|cpu| cpu.threads()), Some(2));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn threads(mut self, threads: usize) -> DispatcherBuilder {
-        self.threads = threads;
-        self
-    }
-
-    /// Limits the CPU kernel to one instruction set: the backend still
-    /// measures that ISA's kernels (gathers or scalar loads, prefetching or
-    /// not) and keeps the fastest. Overrides `INITRET_FORCE_ISA`. Default:
-    /// what `INITRET_FORCE_ISA` asks for, or every kernel this CPU can run
-    /// ([`KernelRequest::from_env`]).
-    ///
-    /// ```
-    /// use initret::{Backend, BitTable, Dispatcher, arch::Isa};
-    ///
-    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).isa(Isa::Scalar).build()?;
-    /// assert_eq!(d.cpu().map(|cpu| cpu.isa()), Some(Isa::Scalar));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn isa(mut self, isa: Isa) -> DispatcherBuilder {
-        self.kernel = Some(KernelRequest::Measure { isa: Some(isa) });
-        self
-    }
-
-    /// Fixes the CPU kernel, unmeasured. Overrides `INITRET_FORCE_ISA`.
-    ///
-    /// ```
-    /// use initret::{Backend, BitTable, Dispatcher, arch::Kernel};
-    ///
-    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).kernel(Kernel::SCALAR).build()?;
-    /// assert_eq!(d.cpu().map(|cpu| cpu.kernel()), Some(Kernel::SCALAR));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn kernel(mut self, kernel: Kernel) -> DispatcherBuilder {
-        self.kernel = Some(KernelRequest::Fixed(kernel));
-        self
-    }
-
-    /// Lets [`Backend::Auto`] consider a software (CPU-type) adapter such as
-    /// llvmpipe, which it normally skips; for testing the crossover logic on
-    /// machines without a GPU.
-    #[cfg(test)]
-    pub(crate) fn auto_accepts_software_gpu(mut self, yes: bool) -> DispatcherBuilder {
-        self.auto_accepts_software_gpu = yes;
-        self
-    }
-
-    /// For [`Backend::Auto`]: send batches of at least `queries` queries to the
-    /// GPU, instead of measuring the crossover at build. Ignored by the other
-    /// backends; a software adapter is still skipped.
-    ///
-    /// ```
-    /// use initret::{Backend, BitTable, Dispatcher};
-    ///
-    /// let d = Dispatcher::builder(BitTable::seed(4)).auto_crossover(1 << 20).build()?;
-    /// // Below the crossover every batch stays on the CPU, GPU or not.
-    /// assert_eq!(d.route((1 << 20) - 1), Backend::Cpu);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn auto_crossover(mut self, queries: usize) -> DispatcherBuilder {
-        self.auto_crossover = Some(queries);
-        self
-    }
-
-    /// Places the table on the chosen backend (the initializer) and returns
-    /// the dispatcher.
-    ///
-    /// ```
-    /// let d = initret::Dispatcher::builder(initret::BitTable::seed(4)).build()?;
-    /// assert_eq!(d.popcount(&[3])?, vec![2]);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn build(self) -> Result<Dispatcher, Error> {
-        let table = self.table;
-        table.require_rows()?;
-        // Only the CPU backend has a kernel to choose: `INITRET_FORCE_ISA`
-        // must not stop a GPU-only dispatcher from building.
-        let cpu = || {
-            let request = match self.kernel {
-                Some(request) => request.check_available()?,
-                None => KernelRequest::from_env()?,
-            };
-            CpuBackend::with_request(&table, self.threads, request)
-        };
-        let engine = match self.backend {
-            Backend::Cpu => Engine::Cpu(cpu()?),
-            Backend::Gpu => Engine::Gpu(GpuBackend::new(&table)?),
-            Backend::Auto => Engine::Auto(AutoEngine::new(
-                &table,
-                cpu()?,
-                self.auto_accepts_software_gpu,
-                self.auto_crossover,
-            )),
-        };
-        Ok(Dispatcher {
-            rows: table.rows(),
-            words_per_row: table.words_per_row(),
-            requested: self.backend,
-            engine,
-        })
-    }
-}
-
-enum Engine {
+enum ActiveBackend {
     Cpu(CpuBackend),
     Gpu(GpuBackend),
-    Auto(AutoEngine),
-}
-
-/// Batch sizes `Auto` tries when it measures the CPU/GPU crossover.
-const CROSSOVER_CANDIDATES: [usize; 6] = [1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22];
-
-/// `Backend::Auto`: always a CPU backend, plus a real GPU used for batches
-/// of at least the crossover.
-struct AutoEngine {
-    cpu: CpuBackend,
-    /// The GPU and the smallest batch it takes, if it is used at all.
-    gpu: Option<(GpuBackend, usize)>,
-    /// Why batches go where they go, decided at build.
-    note: String,
-    /// Set once, when the GPU device is lost; every later batch goes to the CPU.
-    lost: OnceLock<String>,
-}
-
-impl AutoEngine {
-    fn new(
-        table: &BitTable,
-        cpu: CpuBackend,
-        accept_software: bool,
-        fixed_crossover: Option<usize>,
-    ) -> AutoEngine {
-        let (gpu, note) = match GpuBackend::new(table) {
-            Err(e) => (None, format!("no GPU: {e}")),
-            Ok(gpu) if gpu.is_software() && !accept_software => (
-                None,
-                format!(
-                    "adapter {} is a software (CPU-type) adapter; the CPU backend is faster",
-                    gpu.adapter().name
-                ),
-            ),
-            Ok(gpu) => match fixed_crossover {
-                Some(n) => (
-                    Some((gpu, n)),
-                    format!("batches of {n} queries or more go to the GPU (set by the builder)"),
-                ),
-                None => match measure_crossover(table.rows(), &cpu, &gpu) {
-                    Ok(Some(n)) => (
-                        Some((gpu, n)),
-                        format!("batches of {n} queries or more go to the GPU (measured at build)"),
-                    ),
-                    Ok(None) => (
-                        None,
-                        format!(
-                            "the GPU ({}) was slower than the CPU at every batch size up to {} queries",
-                            gpu.adapter().name,
-                            CROSSOVER_CANDIDATES[CROSSOVER_CANDIDATES.len() - 1]
-                        ),
-                    ),
-                    Err(e) => (None, format!("measuring the GPU failed: {e}")),
-                },
-            },
-        };
-        AutoEngine {
-            cpu,
-            gpu,
-            note,
-            lost: OnceLock::new(),
-        }
-    }
-
-    fn gpu_for(&self, queries: usize) -> Option<&GpuBackend> {
-        match &self.gpu {
-            Some((gpu, crossover)) if queries >= *crossover && self.lost.get().is_none() => {
-                Some(gpu)
-            }
-            _ => None,
-        }
-    }
-
-    fn note(&self) -> String {
-        self.lost
-            .get()
-            .cloned()
-            .unwrap_or_else(|| self.note.clone())
-    }
-
-    fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
-        if let Some(gpu) = self.gpu_for(queries.len()) {
-            match gpu.popcount_into(queries, out) {
-                Err(Error::DeviceLost(reason)) => {
-                    let note = format!("GPU device lost ({reason}); continuing on the CPU");
-                    // Reported once, by whichever call sets it first.
-                    if self.lost.set(note.clone()).is_ok() {
-                        eprintln!("initret: {note}");
-                    }
-                }
-                other => return other,
-            }
-        }
-        self.cpu.popcount_into(queries, out)
-    }
-}
-
-/// The smallest candidate batch size at which the GPU end to end beats the
-/// CPU (best of 3 each, on random queries), or `None` if it never does.
-fn measure_crossover(
-    rows: usize,
-    cpu: &CpuBackend,
-    gpu: &GpuBackend,
-) -> Result<Option<usize>, Error> {
-    use crate::timing::best_of;
-    for n in CROSSOVER_CANDIDATES {
-        let queries = crate::random::random_queries(n, rows, n as u64);
-        let mut out = vec![0; n];
-        let cpu_time = best_of(3, || cpu.popcount_into(&queries, &mut out))?;
-        let gpu_time = best_of(3, || gpu.popcount_into(&queries, &mut out))?;
-        if gpu_time < cpu_time {
-            return Ok(Some(n));
-        }
-    }
-    Ok(None)
+    // Boxed: it holds both backends.
+    Auto(Box<AutoBackend>),
 }
 
 /// Maps popcount lookups over one [`BitTable`] on a chosen backend.
@@ -329,8 +72,12 @@ fn measure_crossover(
 /// pass derives the same counts on the device as the table streams through
 /// it. Every call afterwards moves only queries and counts.
 ///
-/// A query index `>= rows` is [`Error::IndexOutOfRange`] naming the first
-/// offending position, on every backend: never a panic, never a wrong count.
+/// Queries are row indices as `u32` ([`Dispatcher::popcount_into`]), `u64`
+/// ([`Dispatcher::popcount_u64_into`]) or `i64`
+/// ([`Dispatcher::popcount_i64_into`]); the CPU kernels read each type
+/// directly. A query index `>= rows`, or a negative one, is
+/// [`Error::IndexOutOfRange`] naming the first offending position and its
+/// value, on every backend: never a panic, never a wrong count.
 ///
 /// `Dispatcher` is `Send + Sync`: share it (e.g. in an `Arc`) and call it
 /// from many threads at once.
@@ -347,7 +94,7 @@ fn measure_crossover(
 ///   for batches at or above a crossover it measures once, at build: for
 ///   4096, 16384, ... up to 2^22 random queries it times the CPU and the GPU
 ///   end to end (best of 3 each) and takes the first size where the GPU wins;
-///   if it never wins, everything stays on the CPU. [`Dispatcher::note`] says
+///   if it never wins, everything stays on the CPU. [`Dispatcher::auto_decision`] says
 ///   which way it went and why.
 ///
 /// # Recovering from GPU faults
@@ -356,7 +103,7 @@ fn measure_crossover(
 /// [`Backend::Gpu`] dispatcher return [`Error::DeviceLost`] from then on:
 /// drop it and build a new one (or a CPU one). A [`Backend::Auto`]
 /// dispatcher instead moves every later call to its CPU backend, reports the
-/// reason once on stderr and keeps it in [`Dispatcher::note`]. A GPU wait that
+/// reason once on stderr and keeps it in [`Dispatcher::auto_decision`]. A GPU wait that
 /// does not finish within the backend's timeout is [`Error::GpuTimeout`].
 ///
 /// ```
@@ -373,7 +120,7 @@ pub struct Dispatcher {
     rows: usize,
     words_per_row: usize,
     requested: Backend,
-    engine: Engine,
+    active: ActiveBackend,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -407,45 +154,45 @@ impl Dispatcher {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn builder(table: BitTable) -> DispatcherBuilder {
-        DispatcherBuilder {
-            table,
-            backend: Backend::Auto,
-            threads: 0,
-            kernel: None,
-            auto_accepts_software_gpu: false,
-            auto_crossover: None,
-        }
+        DispatcherBuilder::new(TableSource::Table(table))
+    }
+
+    /// Starts configuring a dispatcher over counts derived already, for a
+    /// table of `words_per_row` words a row: no table, no derivation. The
+    /// CPU backend reads `counts` in place (a table in shared memory,
+    /// [`CountTable::from_memory`], is not copied for the first cache
+    /// domain); the GPU backend uploads them
+    /// ([`GpuBackend::from_counts`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use initret::{Backend, BitTable, Dispatcher, arch::CountTable};
+    ///
+    /// let derived = CountTable::new(&BitTable::seed(1000));
+    /// // Memory someone else owns: here a copy, in practice a read-only
+    /// // shared-memory mapping.
+    /// let memory = Arc::new(derived.as_bytes().to_vec());
+    /// let counts = CountTable::from_memory(memory, derived.rows(), derived.bytes_per_count())?;
+    /// let d = Dispatcher::counts_builder(counts, 1).backend(Backend::Cpu).build()?;
+    /// assert_eq!(d.popcount(&[7, 999])?, vec![3, 8]);
+    /// assert!(d.cpu().is_some_and(|cpu| cpu.counts().is_borrowed()));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn counts_builder(counts: CountTable, words_per_row: usize) -> DispatcherBuilder {
+        DispatcherBuilder::new(TableSource::Counts(counts, words_per_row))
     }
 
     /// Number of rows of the table; valid queries are `0..rows()`.
-    ///
-    /// ```
-    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
-    /// assert_eq!(d.rows(), 8);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn rows(&self) -> usize {
         self.rows
     }
 
     /// Words per row of the table.
-    ///
-    /// ```
-    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
-    /// assert_eq!(d.words_per_row(), 1);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn words_per_row(&self) -> usize {
         self.words_per_row
     }
 
     /// The backend that was asked for.
-    ///
-    /// ```
-    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
-    /// assert_eq!(d.requested_backend(), initret::Backend::Cpu);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn requested_backend(&self) -> Backend {
         self.requested
     }
@@ -458,10 +205,10 @@ impl Dispatcher {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn cpu(&self) -> Option<&CpuBackend> {
-        match &self.engine {
-            Engine::Cpu(cpu) => Some(cpu),
-            Engine::Gpu(_) => None,
-            Engine::Auto(auto) => Some(&auto.cpu),
+        match &self.active {
+            ActiveBackend::Cpu(cpu) => Some(cpu),
+            ActiveBackend::Gpu(_) => None,
+            ActiveBackend::Auto(auto) => Some(&auto.cpu),
         }
     }
 
@@ -474,10 +221,10 @@ impl Dispatcher {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn gpu(&self) -> Option<&GpuBackend> {
-        match &self.engine {
-            Engine::Cpu(_) => None,
-            Engine::Gpu(gpu) => Some(gpu),
-            Engine::Auto(auto) => auto.gpu.as_ref().map(|(gpu, _)| gpu),
+        match &self.active {
+            ActiveBackend::Cpu(_) => None,
+            ActiveBackend::Gpu(gpu) => Some(gpu),
+            ActiveBackend::Auto(auto) => auto.gpu.as_ref().map(|(gpu, _)| gpu),
         }
     }
 
@@ -490,10 +237,10 @@ impl Dispatcher {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn route(&self, queries: usize) -> Backend {
-        match &self.engine {
-            Engine::Cpu(_) => Backend::Cpu,
-            Engine::Gpu(_) => Backend::Gpu,
-            Engine::Auto(auto) => {
+        match &self.active {
+            ActiveBackend::Cpu(_) => Backend::Cpu,
+            ActiveBackend::Gpu(_) => Backend::Gpu,
+            ActiveBackend::Auto(auto) => {
                 if auto.gpu_for(queries).is_some() {
                     Backend::Gpu
                 } else {
@@ -509,12 +256,12 @@ impl Dispatcher {
     ///
     /// ```
     /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
-    /// assert_eq!(d.note(), None);
+    /// assert_eq!(d.auto_decision(), None);
     /// # Ok::<(), initret::Error>(())
     /// ```
-    pub fn note(&self) -> Option<String> {
-        match &self.engine {
-            Engine::Auto(auto) => Some(auto.note()),
+    pub fn auto_decision(&self) -> Option<String> {
+        match &self.active {
+            ActiveBackend::Auto(auto) => Some(auto.decision()),
             _ => None,
         }
     }
@@ -528,12 +275,17 @@ impl Dispatcher {
     /// ```
     pub fn describe(&self) -> String {
         fn cpu_line(cpu: &CpuBackend) -> String {
-            format!("cpu ({} kernel, {} threads)", cpu.kernel(), cpu.threads())
+            format!(
+                "cpu ({} kernel, {} threads; {})",
+                cpu.kernel(),
+                cpu.threads(),
+                cpu.placement_summary()
+            )
         }
-        match &self.engine {
-            Engine::Cpu(cpu) => cpu_line(cpu),
-            Engine::Gpu(gpu) => format!("gpu ({})", gpu.adapter().name),
-            Engine::Auto(auto) => match &auto.gpu {
+        match &self.active {
+            ActiveBackend::Cpu(cpu) => cpu_line(cpu),
+            ActiveBackend::Gpu(gpu) => format!("gpu ({})", gpu.adapter().name),
+            ActiveBackend::Auto(auto) => match &auto.gpu {
                 Some((gpu, n)) => format!(
                     "auto: {} below {n} queries, gpu ({}) from {n}",
                     cpu_line(&auto.cpu),
@@ -571,11 +323,83 @@ impl Dispatcher {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+        self.popcount_indices_into(queries, out)
+    }
+
+    /// [`Dispatcher::popcount_into`] for `u64` queries. The CPU backend
+    /// reads them in place (no narrowed copy); the GPU narrows them on the
+    /// host. A value `>= rows` is [`Error::IndexOutOfRange`] at the first
+    /// such position, with the value.
+    ///
+    /// ```
+    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
+    /// let mut out = vec![0; 2];
+    /// d.popcount_u64_into(&[5, 7], &mut out)?;
+    /// assert_eq!(out, [2, 3]);
+    /// let err = d.popcount_u64_into(&[8, 1], &mut out).unwrap_err();
+    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 0, index: 8, rows: 8 }));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
+        self.popcount_indices_into(queries, out)
+    }
+
+    /// [`Dispatcher::popcount_into`] for `i64` queries (numpy's default
+    /// integer type), read as [`Dispatcher::popcount_u64_into`] reads
+    /// `u64`; a negative value is out of range too.
+    ///
+    /// ```
+    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
+    /// let mut out = vec![0; 3];
+    /// d.popcount_i64_into(&[5, 7, 0], &mut out)?;
+    /// assert_eq!(out, [2, 3, 0]);
+    /// let err = d.popcount_i64_into(&[1, -2, -3], &mut out).unwrap_err();
+    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 1, index: -2, rows: 8 }));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
+        self.popcount_indices_into(queries, out)
+    }
+
+    /// The popcount of each queried row, for `u64` queries.
+    ///
+    /// ```
+    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
+    /// assert_eq!(d.popcount_u64(&[7, 0, 3])?, vec![3, 0, 2]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_u64(&self, queries: &[u64]) -> Result<Vec<u32>, Error> {
+        let mut out = vec![0; queries.len()];
+        self.popcount_indices_into(queries, &mut out)?;
+        Ok(out)
+    }
+
+    /// The popcount of each queried row, for `i64` queries.
+    ///
+    /// ```
+    /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
+    /// assert_eq!(d.popcount_i64(&[7, 0, 3])?, vec![3, 0, 2]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn popcount_i64(&self, queries: &[i64]) -> Result<Vec<u32>, Error> {
+        let mut out = vec![0; queries.len()];
+        self.popcount_indices_into(queries, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Dispatcher::popcount_into`] for queries of any [`QueryIndex`] type
+    /// (`u32`, `u64`, `i64`), for code written once over the type (see
+    /// [`QueryIndex`] for an example).
+    pub fn popcount_indices_into<Q: QueryIndex>(
+        &self,
+        queries: &[Q],
+        out: &mut [u32],
+    ) -> Result<(), Error> {
         // Every backend checks `out.len()` itself before doing any work.
-        match &self.engine {
-            Engine::Cpu(cpu) => cpu.popcount_into(queries, out),
-            Engine::Gpu(gpu) => gpu.popcount_into(queries, out),
-            Engine::Auto(auto) => auto.popcount_into(queries, out),
+        match &self.active {
+            ActiveBackend::Cpu(cpu) => cpu.popcount_indices_into(queries, out),
+            ActiveBackend::Gpu(gpu) => gpu.popcount_indices_into(queries, out),
+            ActiveBackend::Auto(auto) => auto.popcount_into(queries, out),
         }
     }
 }

@@ -13,14 +13,17 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A query index names a row the table does not have. `position` is the
-    /// first offending position in the query batch.
+    /// A query index names a row the table does not have: it is `>= rows`,
+    /// or negative (an `i64` batch). `position` is the first (lowest)
+    /// offending position in the query batch.
     #[error("query at position {position} has index {index}, but the table has {rows} rows")]
     IndexOutOfRange {
         /// Position of the first bad query in the batch.
         position: usize,
-        /// The bad index found there.
-        index: u32,
+        /// The bad index found there, widened to `i128`, which holds every
+        /// value of every query type (`u32`, `u64`, `i64`; see
+        /// [`QueryIndex`](crate::QueryIndex)).
+        index: i128,
         /// Number of rows in the table (valid indices are `0..rows`).
         rows: usize,
     },
@@ -109,6 +112,11 @@ pub enum Error {
     #[error("could not start worker threads: {0}")]
     ThreadSpawn(String),
 
+    /// The operating system's description of the CPUs and caches (sysfs
+    /// on Linux) could not be read or made no sense.
+    #[error("cannot read the CPU topology: {0}")]
+    Topology(String),
+
     /// A configuration value is not understood or out of range (a backend
     /// name, a measurement size, ...).
     #[error("invalid configuration: {0}")]
@@ -128,6 +136,26 @@ pub enum Error {
     #[error("these GpuCounts hold no completed lookup (the last one failed)")]
     CountsIncomplete,
 
+    /// The queries changed while the call was reading them: another thread
+    /// wrote to the batch during the call. Safe Rust cannot do this (the
+    /// batch is borrowed), but callers that lend memory shared with other
+    /// code can (a numpy array in the Python binding). A check saw an index
+    /// out of range at `position`, and when the call read that position
+    /// again to report it, it held `now`, a valid index. No count of the
+    /// call can be trusted; repeat it with a batch nothing writes to.
+    #[error(
+        "the queries changed during the call: position {position} held an index >= {rows} \
+         when it was checked, and holds {now} now (another thread wrote to the batch)"
+    )]
+    ConcurrentModification {
+        /// The position found out of range, then valid.
+        position: usize,
+        /// What it held when it was read again.
+        now: u32,
+        /// Number of rows in the table.
+        rows: usize,
+    },
+
     /// An invariant of this crate did not hold: a bug in initret, reported
     /// instead of panicking. Please file it with the message.
     #[error("internal error (a bug in initret): {0}")]
@@ -135,6 +163,27 @@ pub enum Error {
 }
 
 impl Error {
+    /// `Ok` if an output of length `output` fits a batch of `queries`
+    /// queries, else [`Error::OutputLength`]: the check every
+    /// `popcount_into` makes first.
+    ///
+    /// ```
+    /// use initret::Error;
+    ///
+    /// assert!(Error::check_output_len(3, 3).is_ok());
+    /// assert!(matches!(
+    ///     Error::check_output_len(3, 2),
+    ///     Err(Error::OutputLength { queries: 3, output: 2 })
+    /// ));
+    /// ```
+    pub fn check_output_len(queries: usize, output: usize) -> Result<(), Error> {
+        if queries == output {
+            Ok(())
+        } else {
+            Err(Error::OutputLength { queries, output })
+        }
+    }
+
     /// This error with its query position moved `offset` further on: turns
     /// an [`Error::IndexOutOfRange`] found in a chunk into one about the
     /// whole batch the chunk starts `offset` into. Other errors are returned
@@ -151,6 +200,15 @@ impl Error {
     /// ```
     pub fn offset_position(self, offset: usize) -> Error {
         match self {
+            Error::ConcurrentModification {
+                position,
+                now,
+                rows,
+            } => Error::ConcurrentModification {
+                position: position + offset,
+                now,
+                rows,
+            },
             Error::IndexOutOfRange {
                 position,
                 index,
@@ -161,6 +219,37 @@ impl Error {
                 rows,
             },
             other => other,
+        }
+    }
+}
+
+impl Error {
+    /// The error for a query position a check found out of range, given
+    /// the index that position holds when it is read again to be reported:
+    /// [`Error::IndexOutOfRange`] if that index is out of range too, else
+    /// [`Error::ConcurrentModification`] (the batch was rewritten during
+    /// the call), so a report never names a valid index as the bad one.
+    ///
+    /// ```
+    /// use initret::Error;
+    ///
+    /// assert!(matches!(Error::flagged(3, 9, 4), Error::IndexOutOfRange { position: 3, index: 9, rows: 4 }));
+    /// assert!(matches!(Error::flagged(3, -2, 4), Error::IndexOutOfRange { position: 3, index: -2, rows: 4 }));
+    /// assert!(matches!(Error::flagged(3, 1, 4), Error::ConcurrentModification { position: 3, now: 1, rows: 4 }));
+    /// ```
+    pub fn flagged(position: usize, now: i128, rows: usize) -> Error {
+        // A valid index is below `rows <= 2^32`, so it fits a `u32`.
+        match u32::try_from(now) {
+            Ok(valid) if (valid as usize) < rows => Error::ConcurrentModification {
+                position,
+                now: valid,
+                rows,
+            },
+            _ => Error::IndexOutOfRange {
+                position,
+                index: now,
+                rows,
+            },
         }
     }
 }

@@ -26,21 +26,33 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod arch;
+mod backend;
 pub mod cpu;
 mod dispatcher;
 mod error;
 pub mod gpu;
+#[cfg(feature = "harness")]
+#[doc(hidden)]
+pub mod harness;
+mod placement;
 mod pool;
-pub mod random;
+mod query;
+mod random;
 mod table;
 mod timing;
+pub mod topology;
 
+pub use backend::PopcountBackend;
 pub use dispatcher::{Backend, Dispatcher, DispatcherBuilder};
 pub use error::Error;
-pub use pool::{Pool, PoolBuilder, python_chunk_len};
+pub use placement::Placement;
+pub use pool::{MAX_THREADS, Pool, PoolBuilder};
+pub use query::QueryIndex;
 pub use table::{BitTable, MAX_WORDS_PER_ROW};
+pub use topology::{CacheDomain, Topology};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -10,159 +10,32 @@ use rayon::prelude::*;
 
 use crate::Error;
 use crate::error::panic_message;
+use crate::placement::Placement;
+use crate::topology::CacheDomain;
 
-/// Configures and builds a [`Pool`], in the style of rayon's `ThreadPoolBuilder`.
+/// The most worker threads a [`Pool`] (and so a CPU backend) may be built
+/// with: far past any CPU's count, and short of the point where starting
+/// them takes minutes and gigabytes.
 ///
 /// ```
-/// use initret::Pool;
-///
-/// let pool = Pool::builder()
-///     .threads(2)
-///     .thread_name("lookup")
-///     .build_with(|worker| Ok::<_, std::io::Error>(vec![worker as u64; 4]))?;
-/// assert_eq!(pool.threads(), 2);
-/// # Ok::<(), initret::Error>(())
+/// let err = initret::Pool::builder()
+///     .threads(initret::MAX_THREADS + 1)
+///     .build_with(|_| Ok::<_, String>(()));
+/// assert!(matches!(err, Err(initret::Error::InvalidConfig(_))));
 /// ```
-#[derive(Clone, Debug, Default)]
-pub struct PoolBuilder {
-    threads: Option<usize>,
-    thread_name: Option<String>,
-}
+pub const MAX_THREADS: usize = 1024;
 
-impl PoolBuilder {
-    /// A builder with the default settings: one worker per available CPU.
-    ///
-    /// ```
-    /// let pool = initret::PoolBuilder::new().build_with(|_| Ok::<_, String>(()))?;
-    /// assert!(pool.threads() >= 1);
-    /// assert_eq!(pool.init_calls(), pool.threads());
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn new() -> PoolBuilder {
-        PoolBuilder::default()
-    }
+mod builder;
 
-    /// Number of worker threads. `0` (the default) means rayon's default:
-    /// `RAYON_NUM_THREADS` if set, else one per available CPU.
-    ///
-    /// ```
-    /// let pool = initret::Pool::builder().threads(4).build_with(|_| Ok::<_, String>(()))?;
-    /// assert_eq!(pool.threads(), 4);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn threads(mut self, threads: usize) -> PoolBuilder {
-        self.threads = (threads > 0).then_some(threads);
-        self
-    }
-
-    /// Prefix of the worker threads' names; worker `i` is called `"{prefix}-{i}"`.
-    /// The default prefix is `initret-worker`.
-    ///
-    /// ```
-    /// let pool = initret::Pool::builder()
-    ///     .threads(2)
-    ///     .thread_name("cache")
-    ///     .build_with(|_| Ok::<_, String>(()))?;
-    /// let names = pool.map(&[(); 2], |_, _| std::thread::current().name().map(String::from))?;
-    /// assert!(names.iter().flatten().all(|name| name.starts_with("cache-")));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn thread_name(mut self, prefix: impl Into<String>) -> PoolBuilder {
-        self.thread_name = Some(prefix.into());
-        self
-    }
-
-    /// Starts the workers and runs `init(worker)` exactly once on each
-    /// worker's own thread, before that worker takes any task. The returned
-    /// state stays with the worker and is passed as `&S` to every call.
-    ///
-    /// If an initializer returns an error or panics, the pool is torn down
-    /// (its threads joined) and the error of the lowest-numbered failing
-    /// worker is returned as [`Error::Initializer`] or
-    /// [`Error::InitializerPanicked`].
-    ///
-    /// ```
-    /// use initret::{Error, Pool};
-    ///
-    /// let failed = Pool::builder()
-    ///     .threads(2)
-    ///     .build_with(|worker| if worker == 1 { Err("no cache for you") } else { Ok(()) });
-    /// assert!(matches!(failed, Err(Error::Initializer { worker: 1, .. })));
-    /// ```
-    pub fn build_with<S, E, F>(self, init: F) -> Result<Pool<S>, Error>
-    where
-        S: Send + Sync,
-        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
-        F: Fn(usize) -> Result<S, E> + Sync,
-    {
-        let prefix = self
-            .thread_name
-            .unwrap_or_else(|| "initret-worker".to_string());
-        // Spawning the threads ourselves keeps their join handles: rayon's
-        // own `ThreadPool` drop only signals its threads to stop.
-        let handles: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let spawned = Arc::clone(&handles);
-        let mut builder = rayon::ThreadPoolBuilder::new().spawn_handler(move |thread| {
-            let handle = std::thread::Builder::new()
-                .name(format!("{prefix}-{}", thread.index()))
-                .spawn(move || thread.run())?;
-            spawned
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(handle);
-            Ok(())
-        });
-        if let Some(n) = self.threads {
-            builder = builder.num_threads(n);
-        }
-        let built = builder.build();
-        let workers = match built {
-            Ok(workers) => workers,
-            Err(e) => {
-                join_all(&handles);
-                return Err(Error::ThreadSpawn(e.to_string()));
-            }
-        };
-
-        let init_calls = AtomicUsize::new(0);
-        // `broadcast` runs the closure exactly once on every worker thread and
-        // returns the results in worker order, which is what makes the state
-        // "placed once per worker, on that worker".
-        let results: Vec<Result<S, Error>> = workers.broadcast(|ctx| {
-            let worker = ctx.index();
-            init_calls.fetch_add(1, Ordering::Relaxed);
-            match catch_unwind(AssertUnwindSafe(|| init(worker))) {
-                Ok(Ok(state)) => Ok(state),
-                Ok(Err(e)) => Err(Error::Initializer {
-                    worker,
-                    source: e.into(),
-                }),
-                Err(payload) => Err(Error::InitializerPanicked {
-                    worker,
-                    message: panic_message(payload.as_ref()),
-                }),
-            }
-        });
-        let mut pool = Pool {
-            workers: Some(workers),
-            states: Vec::with_capacity(results.len()),
-            init_calls: init_calls.into_inner(),
-            handles,
-        };
-        for result in results {
-            // On the first failure `pool` is dropped, which joins the threads.
-            pool.states.push(result?);
-        }
-        Ok(pool)
-    }
-}
+pub use builder::PoolBuilder;
 
 /// Python's default `Pool.map` chunk size: `ceil(len / (4 × workers))`, at
 /// least 1. [`Pool::map`] splits its input the same way.
 ///
 /// ```
-/// assert_eq!(initret::python_chunk_len(65535, 2), 8192);
-/// assert_eq!(initret::python_chunk_len(0, 4), 1);
+/// use initret::harness::python_chunk_len;
+/// assert_eq!(python_chunk_len(65535, 2), 8192);
+/// assert_eq!(python_chunk_len(0, 4), 1);
 /// ```
 pub fn python_chunk_len(len: usize, workers: usize) -> usize {
     len.div_ceil(4 * workers.max(1)).max(1)
@@ -258,7 +131,12 @@ fn join_all(handles: &Mutex<Vec<JoinHandle<()>>>) {
 pub struct Pool<S> {
     // `Option` so that `Drop` can release the rayon pool before waiting.
     workers: Option<rayon::ThreadPool>,
+    // One per copy; worker `w` reads `states[slot_of_worker[w]]`.
     states: Vec<S>,
+    slot_of_worker: Vec<usize>,
+    // The cache domain of each copy, for per-domain placement.
+    domains: Vec<Option<CacheDomain>>,
+    placement: Placement,
     init_calls: usize,
     handles: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
@@ -266,7 +144,9 @@ pub struct Pool<S> {
 impl<S> std::fmt::Debug for Pool<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("threads", &self.states.len())
+            .field("threads", &self.slot_of_worker.len())
+            .field("placement", &self.placement)
+            .field("copies", &self.states.len())
             .field("init_calls", &self.init_calls)
             .finish_non_exhaustive()
     }
@@ -287,18 +167,44 @@ impl Pool<()> {
 
 impl<S: Send + Sync> Pool<S> {
     /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.slot_of_worker.len()
+    }
+
+    /// How the state was placed.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// How many copies of the state exist: one per worker, per cache
+    /// domain in use, or one.
     ///
     /// ```
-    /// let pool = initret::Pool::builder().threads(3).build_with(|_| Ok::<_, String>(()))?;
-    /// assert_eq!(pool.threads(), 3);
+    /// let pool = initret::Pool::builder().threads(2).build_shared(|| Ok::<_, String>(()))?;
+    /// assert_eq!(pool.copies(), 1);
     /// # Ok::<(), initret::Error>(())
     /// ```
-    pub fn threads(&self) -> usize {
+    pub fn copies(&self) -> usize {
         self.states.len()
     }
 
-    /// How many times the initializer has been called: the number of workers,
-    /// however many maps have run.
+    /// Copy number `copy`, if there is one.
+    pub fn copy(&self, copy: usize) -> Option<&S> {
+        self.states.get(copy)
+    }
+
+    /// Which copy worker `worker` reads.
+    pub fn copy_of_worker(&self, worker: usize) -> Option<usize> {
+        self.slot_of_worker.get(worker).copied()
+    }
+
+    /// The cache domain copy `copy` was placed in (per-domain placement only).
+    pub fn domain_of_copy(&self, copy: usize) -> Option<&CacheDomain> {
+        self.domains.get(copy).and_then(Option::as_ref)
+    }
+
+    /// How many times the initializer has been called: once per copy (per
+    /// worker, per cache domain in use, or once), however many maps have run.
     ///
     /// ```
     /// let pool = initret::Pool::builder().threads(2).build_with(|_| Ok::<_, String>(()))?;
@@ -324,7 +230,7 @@ impl<S: Send + Sync> Pool<S> {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn state(&self, worker: usize) -> Option<&S> {
-        self.states.get(worker)
+        self.states.get(*self.slot_of_worker.get(worker)?)
     }
 
     /// Applies `f(&initret, &item)` to every item on the workers and returns
@@ -457,13 +363,7 @@ impl<S: Send + Sync> Pool<S> {
         E: From<Error> + Send,
         F: Fn(&S, usize, &[T], &mut [R]) -> Result<(), E> + Sync,
     {
-        if out.len() != items.len() {
-            return Err(Error::OutputLength {
-                queries: items.len(),
-                output: out.len(),
-            }
-            .into());
-        }
+        Error::check_output_len(items.len(), out.len())?;
         if items.is_empty() {
             return Ok(());
         }
@@ -483,7 +383,7 @@ impl<S: Send + Sync> Pool<S> {
                         return;
                     }
                     let worker = workers.current_thread_index().unwrap_or(usize::MAX);
-                    let outcome = match self.states.get(worker) {
+                    let outcome = match self.state(worker) {
                         Some(state) => {
                             catch_unwind(AssertUnwindSafe(|| f(state, offset, input, output)))
                                 .unwrap_or_else(|payload| {

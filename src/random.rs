@@ -1,50 +1,23 @@
 //! The deterministic random data initret measures with: the batches that
-//! choose a CPU kernel and Auto's crossover, and the tables and queries of
-//! the tests and benchmarks, so that every measurement can be repeated.
-//!
-//! ```
-//! use initret::random::{random_queries, random_table};
-//!
-//! let table = random_table(100, 2, 7)?;
-//! let queries = random_queries(1000, table.rows(), 1);
-//! assert!(queries.iter().all(|&q| (q as usize) < table.rows()));
-//! // Same seed, same data.
-//! assert_eq!(queries, random_queries(1000, 100, 1));
-//! # Ok::<(), initret::Error>(())
-//! ```
+//! choose a CPU kernel and Auto's crossover, and (through
+//! [`harness`](crate::harness)) the tables and queries of the tests and
+//! benchmarks, so that every measurement can be repeated.
 
+#[cfg(any(test, feature = "harness"))]
 use crate::{BitTable, Error};
 
 /// A small, fast, deterministic generator (splitmix64) for benchmark and
 /// test data.
-///
-/// ```
-/// let mut rng = initret::random::SplitMix64::new(1);
-/// let a = rng.next_u64();
-/// assert_ne!(a, rng.next_u64());
-/// ```
 #[derive(Clone, Debug)]
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
     /// A generator started from `seed`.
-    ///
-    /// ```
-    /// use initret::random::SplitMix64;
-    /// // The same seed gives the same sequence; another seed another one.
-    /// assert_eq!(SplitMix64::new(42).next_u64(), SplitMix64::new(42).next_u64());
-    /// assert_ne!(SplitMix64::new(42).next_u64(), SplitMix64::new(43).next_u64());
-    /// ```
     pub fn new(seed: u64) -> SplitMix64 {
         SplitMix64(seed)
     }
 
     /// The next 64 random bits.
-    ///
-    /// ```
-    /// // splitmix64's published first output for seed 0.
-    /// assert_eq!(initret::random::SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
-    /// ```
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -54,34 +27,35 @@ impl SplitMix64 {
     }
 
     /// A value in `0..bound` (`bound > 0`).
-    ///
-    /// ```
-    /// assert!(initret::random::SplitMix64::new(3).below(10) < 10);
-    /// ```
     pub fn below(&mut self, bound: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
     }
 }
 
 /// `rows × words_per_row` random words.
-///
-/// ```
-/// let t = initret::random::random_table(10, 3, 7)?;
-/// assert_eq!((t.rows(), t.words_per_row()), (10, 3));
-/// # Ok::<(), initret::Error>(())
-/// ```
+#[cfg(any(test, feature = "harness"))]
 pub fn random_table(rows: usize, words_per_row: usize, seed: u64) -> Result<BitTable, Error> {
     let mut rng = SplitMix64::new(seed);
     BitTable::from_fn(rows, words_per_row, |_, _| rng.next_u64() as u32)
 }
 
 /// `n` random indices in `0..rows` (`rows > 0`).
-///
-/// ```
-/// let q = initret::random::random_queries(100, 5, 1);
-/// assert!(q.iter().all(|&i| i < 5));
-/// ```
 pub fn random_queries(n: usize, rows: usize, seed: u64) -> Vec<u32> {
     let mut rng = SplitMix64::new(seed);
     (0..n).map(|_| rng.below(rows as u64) as u32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_splitmix64() {
+        // splitmix64's published first output for seed 0.
+        assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
+        let mut rng = SplitMix64::new(3);
+        assert!((0..100).all(|_| rng.below(10) < 10));
+        let t = random_table(10, 3, 7).unwrap();
+        assert_eq!((t.rows(), t.words_per_row()), (10, 3));
+    }
 }

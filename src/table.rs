@@ -1,6 +1,6 @@
 //! [`BitTable`]: the large read-only state every lookup reads.
 
-use crate::Error;
+use crate::{Error, QueryIndex};
 
 /// A table of `rows × words_per_row` `u32` words stored contiguously, row by
 /// row. Row `i` is `words[i * words_per_row .. (i + 1) * words_per_row]`.
@@ -124,37 +124,21 @@ impl BitTable {
     }
 
     /// Number of rows; valid query indices are `0..rows()`.
-    ///
-    /// ```
-    /// assert_eq!(initret::BitTable::seed(10).rows(), 10);
-    /// ```
     pub fn rows(&self) -> usize {
         self.rows
     }
 
     /// Number of `u32` words in each row.
-    ///
-    /// ```
-    /// assert_eq!(initret::BitTable::seed(10).words_per_row(), 1);
-    /// ```
     pub fn words_per_row(&self) -> usize {
         self.words_per_row
     }
 
     /// All words, row after row.
-    ///
-    /// ```
-    /// assert_eq!(initret::BitTable::seed(3).words(), &[0, 1, 2]);
-    /// ```
     pub fn words(&self) -> &[u32] {
         &self.words
     }
 
     /// Size of the table's words in bytes.
-    ///
-    /// ```
-    /// assert_eq!(initret::BitTable::seed(3).size_in_bytes(), 12);
-    /// ```
     pub fn size_in_bytes(&self) -> usize {
         std::mem::size_of_val(self.words.as_slice())
     }
@@ -196,14 +180,36 @@ impl BitTable {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn reference_popcount(&self, queries: &[u32]) -> Result<Vec<u32>, Error> {
+        self.reference_popcount_indices(queries)
+    }
+
+    /// [`BitTable::reference_popcount`] for queries of any [`QueryIndex`]
+    /// type (`u32`, `u64`, `i64`): a negative index or one `>= rows` is
+    /// [`Error::IndexOutOfRange`] at the first such position.
+    ///
+    /// ```
+    /// let table = initret::BitTable::seed(8);
+    /// assert_eq!(table.reference_popcount_indices(&[7i64, 0, 5])?, vec![3, 0, 2]);
+    /// assert!(matches!(
+    ///     table.reference_popcount_indices(&[1u64, u64::MAX]),
+    ///     Err(initret::Error::IndexOutOfRange { position: 1, .. })
+    /// ));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn reference_popcount_indices<Q: QueryIndex>(
+        &self,
+        queries: &[Q],
+    ) -> Result<Vec<u32>, Error> {
         queries
             .iter()
             .enumerate()
             .map(|(position, &index)| {
-                self.row_popcount(index as usize)
+                usize::try_from(index.to_i128())
+                    .ok()
+                    .and_then(|row| self.row_popcount(row))
                     .ok_or(Error::IndexOutOfRange {
                         position,
-                        index,
+                        index: index.to_i128(),
                         rows: self.rows,
                     })
             })

@@ -3,8 +3,8 @@
 mod common;
 
 use initret::arch::Isa;
-use initret::cpu::INLINE_MAX_QUERIES;
-use initret::random::{SplitMix64, random_queries, random_table};
+use initret::harness::INLINE_MAX_QUERIES;
+use initret::harness::{SplitMix64, random_queries, random_table};
 use initret::{Backend, BitTable, Dispatcher, Error, SEED_CHECKSUM, SEED_ROWS};
 
 fn cpu_dispatchers(table: &BitTable) -> Vec<Dispatcher> {
@@ -81,7 +81,7 @@ fn out_of_range_names_the_first_position_on_small_and_large_batches() {
             queries[at + 1..end].fill(u32::MAX);
             let err = dispatcher.popcount(&queries).unwrap_err();
             assert!(
-                matches!(err, Error::IndexOutOfRange { position, index: i, rows: 500 } if position == at && i == index),
+                matches!(err, Error::IndexOutOfRange { position, index: i, rows: 500 } if position == at && i == i128::from(index)),
                 "{} n={n}: {err:?}",
                 dispatcher.describe()
             );
@@ -115,7 +115,7 @@ fn bad_shapes_and_lengths_are_specific_errors() {
         dispatcher.popcount(&[u32::MAX]),
         Err(Error::IndexOutOfRange {
             position: 0,
-            index: u32::MAX,
+            index: 0xFFFF_FFFF,
             rows: 10
         })
     ));
@@ -157,4 +157,56 @@ fn sixteen_threads_share_one_dispatcher() {
         .build()
         .unwrap();
     common::sixteen_threads_check(dispatcher, table, INLINE_MAX_QUERIES);
+}
+
+#[test]
+fn sixty_four_bit_queries_match_and_name_the_first_bad_position() {
+    let table = random_table(500, 3, 7).unwrap();
+    let mut rng = SplitMix64::new(8);
+    let mut dispatchers = cpu_dispatchers(&table);
+    dispatchers.push(Dispatcher::new(table.clone(), Backend::Auto).unwrap());
+    for dispatcher in dispatchers {
+        for n in [
+            0usize,
+            1,
+            9,
+            70,
+            1000,
+            INLINE_MAX_QUERIES + 1,
+            2 * INLINE_MAX_QUERIES + 77,
+        ] {
+            let queries = random_queries(n, 500, rng.next_u64());
+            let expected = table.reference_popcount(&queries).unwrap();
+            let wide: Vec<u64> = queries.iter().map(|&q| q.into()).collect();
+            let signed: Vec<i64> = queries.iter().map(|&q| q.into()).collect();
+            let what = format!("{} n={n}", dispatcher.describe());
+            assert_eq!(dispatcher.popcount_u64(&wide).unwrap(), expected, "{what}");
+            assert_eq!(
+                dispatcher.popcount_i64(&signed).unwrap(),
+                expected,
+                "{what}"
+            );
+            if n == 0 {
+                continue;
+            }
+            let at = rng.below(n as u64) as usize;
+            let end = n.min(at + 5);
+            let mut signed = signed;
+            signed[at] = -(1 << 32) + 3;
+            signed[at + 1..end].fill(i64::MIN);
+            let err = dispatcher.popcount_i64(&signed).unwrap_err();
+            assert!(
+                matches!(err, Error::IndexOutOfRange { position, index, rows: 500 } if position == at && index == -(1 << 32) + 3),
+                "{what}: {err:?}"
+            );
+            let mut wide = wide;
+            wide[at] = (1 << 32) + 3;
+            wide[at + 1..end].fill(u64::MAX);
+            let err = dispatcher.popcount_u64(&wide).unwrap_err();
+            assert!(
+                matches!(err, Error::IndexOutOfRange { position, index, rows: 500 } if position == at && index == (1 << 32) + 3),
+                "{what}: {err:?}"
+            );
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 mod common;
 
 use initret::gpu::{GpuBackend, adapters};
-use initret::random::SplitMix64;
+use initret::harness::SplitMix64;
 use initret::{BitTable, Error};
 
 /// Builds the backend, or `None` (test skipped) when there is no GPU and
@@ -53,7 +53,7 @@ fn assert_out_of_range(result: Result<Vec<u32>, Error>, position: usize, index: 
             position: p,
             index: i,
             rows: r,
-        }) => assert_eq!((p, i, r), (position, index, rows)),
+        }) => assert_eq!((p, i, r), (position, i128::from(index), rows)),
         other => panic!("expected IndexOutOfRange at {position}, got {other:?}"),
     }
 }
@@ -226,39 +226,6 @@ fn timeout_is_reported_and_recoverable() {
     assert_eq!(gpu.popcount(&queries).unwrap(), expected);
 }
 
-#[test]
-fn table_past_the_binding_limit_is_counted_in_pieces() {
-    // Only the per-row counts must fit one binding: the table streams
-    // through the derivation pass. 16-word rows just past the limit, the
-    // shape of the 2^22-row × 16-word (256 MiB) table on lavapipe's 128 MiB.
-    let Some(gpu) = backend(&BitTable::seed(4)) else {
-        return;
-    };
-    let limit = gpu
-        .adapter()
-        .max_storage_buffer_binding_size
-        .min(gpu.adapter().max_buffer_size);
-    if limit > 1 << 30 {
-        eprintln!("skipping: a table past {limit} bytes is too large to build here");
-        return;
-    }
-    let rows = (limit / 64 + 1) as usize;
-    let mut rng = SplitMix64::new(11);
-    let table = BitTable::from_fn(rows, 16, |_, _| rng.next_u64() as u32).unwrap();
-    assert!(table.size_in_bytes() as u64 > limit);
-    let gpu = GpuBackend::new(&table).unwrap();
-    let mut queries = vec![0, rows as u32 - 1, rows as u32 / 2];
-    queries.extend((0..10_000).map(|_| rng.below(rows as u64) as u32));
-    assert_eq!(
-        gpu.popcount(&queries).unwrap(),
-        table.reference_popcount(&queries).unwrap()
-    );
-    assert!(matches!(
-        gpu.popcount(&[rows as u32]),
-        Err(Error::IndexOutOfRange { position: 0, .. })
-    ));
-}
-
 /// Rows wider than a shader loop may run (llvmpipe stops loops after 65535
 /// iterations): each must get its exact count, or a typed refusal, never a
 /// wrong count.
@@ -345,8 +312,8 @@ fn concurrent_calls_from_eight_threads() {
 fn bench_references_and_timings() {
     let table = BitTable::seed(65535);
     let Some(gpu) = backend(&table) else { return };
-    let copy = gpu.measure_device_copy(1 << 20).unwrap();
-    let transfer = gpu.measure_transfer(1 << 20).unwrap();
+    let copy = initret::harness::measure_device_copy(&gpu, 1 << 20).unwrap();
+    let transfer = initret::harness::measure_transfer(&gpu, 1 << 20).unwrap();
     assert!(copy.as_nanos() > 0 && transfer.as_nanos() > 0);
     let queries: Vec<u32> = (0..65535).collect();
     let mut out = vec![0; queries.len()];
@@ -368,7 +335,7 @@ fn adapters_are_listed() {
 /// Runs the child test below in a fresh process with `INITRET_ADAPTER` set,
 /// since the variable is process-wide.
 fn run_child(filter: &str) -> bool {
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    let status = common::self_command()
         .args([
             "adapter_filter_child",
             "--exact",

@@ -1,40 +1,14 @@
 //! Every lookup kernel against the scalar reference (`BitTable::reference_popcount`).
 
-use initret::arch::{CountTable, Fetch, Isa, Kernel, LookupKernel, PREFETCH_DISTANCES};
-use initret::random::{SplitMix64, random_queries, random_table};
+mod common;
+
+use common::every_kernel;
+
+use initret::arch::{CountTable, Fetch, Isa, Kernel, LookupKernel};
+use initret::harness::{SplitMix64, random_queries, random_table};
 use initret::{BitTable, Error};
 
 const WIDTHS: [usize; 6] = [1, 2, 3, 4, 8, 16];
-
-/// Every kernel this CPU can run, with the calibration's prefetch distances
-/// and a few odd ones (a distance of 1, one shorter than a vector, one
-/// longer than most batches here); the others are reported as skipped.
-fn kernels() -> Vec<LookupKernel> {
-    let mut kernels = Vec::new();
-    for isa in Isa::ALL {
-        for fetch in [Fetch::Loads, Fetch::Gather] {
-            let odd = [0, 1, 5, 100];
-            for prefetch in odd.into_iter().chain(PREFETCH_DISTANCES) {
-                let kernel = Kernel::new(isa, fetch, prefetch);
-                if kernel.is_available() {
-                    kernels.push(LookupKernel::new(kernel).unwrap());
-                } else if isa.is_available() && prefetch == 0 && isa != Isa::Scalar {
-                    eprintln!("skipping the {kernel} kernel: not on this target");
-                }
-            }
-        }
-        if !isa.is_available() {
-            eprintln!("skipping the {isa} kernels: this CPU or build cannot run them");
-        }
-    }
-    for kernel in Kernel::available() {
-        assert!(
-            kernels.iter().any(|k| k.kernel() == kernel),
-            "{kernel} untested"
-        );
-    }
-    kernels
-}
 
 fn check(kernel: &LookupKernel, table: &BitTable, counts: &CountTable, queries: &[u32]) {
     let expected = table.reference_popcount(queries).unwrap();
@@ -50,7 +24,7 @@ fn check(kernel: &LookupKernel, table: &BitTable, counts: &CountTable, queries: 
 
 #[test]
 fn every_kernel_matches_the_reference_for_every_tail() {
-    for kernel in kernels() {
+    for kernel in every_kernel() {
         for (k, &w) in WIDTHS.iter().enumerate() {
             let table = random_table(257, w, k as u64).unwrap();
             let counts = CountTable::new(&table);
@@ -71,7 +45,7 @@ fn every_kernel_matches_on_large_batches_and_unaligned_outputs() {
     let n = (1 << 18) + 37;
     let queries = random_queries(n, table.rows(), 10);
     let expected = table.reference_popcount(&queries).unwrap();
-    for kernel in kernels() {
+    for kernel in every_kernel() {
         let mut backing = vec![0u32; n + 16];
         for shift in [0, 1, 3, 7, 15] {
             let out = &mut backing[shift..shift + n];
@@ -86,7 +60,7 @@ fn every_kernel_reports_the_first_bad_position() {
     let table = random_table(100, 2, 3).unwrap();
     let counts = CountTable::new(&table);
     let mut rng = SplitMix64::new(4);
-    for kernel in kernels() {
+    for kernel in every_kernel() {
         for n in 1..=70 {
             for bad_at in [0, n / 2, n - 1] {
                 let mut queries = random_queries(n, table.rows(), rng.next_u64());
@@ -105,7 +79,7 @@ fn every_kernel_reports_the_first_bad_position() {
                     }) => {
                         assert_eq!(
                             (position, index, rows),
-                            (bad_at, bad, 100),
+                            (bad_at, i128::from(bad), 100),
                             "{kernel:?} n={n}"
                         );
                     }
@@ -125,7 +99,7 @@ fn every_kernel_reports_the_first_bad_position() {
 fn last_row_is_valid_and_one_past_is_not() {
     let table = BitTable::from_rows(1, vec![u32::MAX; 33]).unwrap();
     let counts = CountTable::new(&table);
-    for kernel in kernels() {
+    for kernel in every_kernel() {
         let queries = vec![32u32; 40];
         let mut out = vec![0; 40];
         kernel.lookup(&counts, &queries, &mut out).unwrap();
@@ -137,7 +111,7 @@ fn last_row_is_valid_and_one_past_is_not() {
 
 #[test]
 fn output_of_the_wrong_length_is_an_error() {
-    for kernel in kernels() {
+    for kernel in every_kernel() {
         let err = kernel
             .lookup(&CountTable::from_counts(&[1, 2]), &[0, 1, 0], &mut [0; 2])
             .unwrap_err();
@@ -178,7 +152,7 @@ fn every_count_width_reads_exactly_its_own_count() {
             with_max[rows - 1] = max as u32;
             let counts = CountTable::from_counts(&with_max);
             assert_eq!(counts.bytes_per_count(), width);
-            for kernel in kernels() {
+            for kernel in every_kernel() {
                 for n in [1usize, 7, 8, 9, 16, 17, 70, 1000] {
                     // Include the last row, whose 4-byte read ends in the padding.
                     let mut queries = random_queries(n, rows, rng.next_u64());
@@ -214,7 +188,7 @@ fn every_kernel_reports_the_first_bad_position_on_the_streaming_path() {
     let n = (1 << 18) + 45;
     let clean = random_queries(n, table.rows(), 22);
     let expected = table.reference_popcount(&clean).unwrap();
-    for kernel in kernels() {
+    for kernel in every_kernel() {
         for bad_at in [1, 16, 64, n / 2 + 3, n - 2] {
             let mut queries = clean.clone();
             queries[bad_at] = u32::MAX - 7;
@@ -233,4 +207,13 @@ fn every_kernel_reports_the_first_bad_position_on_the_streaming_path() {
             );
         }
     }
+}
+
+/// On little-endian AArch64 the NEON kernels are among those tested above
+/// (CI's aarch64 step, under qemu-user, checks that this test ran).
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[test]
+fn neon_kernels_are_tested_on_aarch64() {
+    assert!(Isa::Neon.is_available());
+    assert!(every_kernel().iter().any(|k| k.isa() == Isa::Neon));
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use initret::random::{SplitMix64, random_queries, random_table};
+use initret::harness::{SplitMix64, random_queries, random_table};
 use initret::{Backend, Dispatcher};
 
 /// The page size, which `/proc/self/statm` counts in.

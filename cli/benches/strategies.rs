@@ -1,5 +1,6 @@
-//! Criterion benches: every strategy at 2^16 and 2^24 queries, in one group
-//! per size with the references (parallel memcpy of the same bytes, the
+//! Criterion benches: every strategy at 2^16 and 2^24 queries (initret's
+//! CPU backend from `u32`, `u64` and `i64` queries), in one group per size
+//! with the references (parallel memcpy of the same bytes, the
 //! naive rayon loop) measured beside them. Throughput is in bytes moved
 //! (8 per lookup), so criterion's GB/s column compares directly with memcpy;
 //! the ratios are printed at the end from one more measurement of the same
@@ -48,6 +49,16 @@ fn strategies(c: &mut Criterion) {
         group.bench_function("initret-cpu", |b| {
             b.iter(|| dispatcher.popcount_into(black_box(&queries), &mut out))
         });
+        // The same lookups from 64-bit queries (numpy's default `int64`),
+        // read in place by the CPU backend's 64-bit kernel.
+        let wide: Vec<u64> = queries.iter().map(|&q| q.into()).collect();
+        let signed: Vec<i64> = queries.iter().map(|&q| q.into()).collect();
+        group.bench_function("initret-cpu-u64", |b| {
+            b.iter(|| dispatcher.popcount_u64_into(black_box(&wide), &mut out))
+        });
+        group.bench_function("initret-cpu-i64", |b| {
+            b.iter(|| dispatcher.popcount_i64_into(black_box(&signed), &mut out))
+        });
         group.bench_function("global-initializer", |b| {
             b.iter(|| global.run(black_box(&queries)))
         });
@@ -81,6 +92,7 @@ fn strategies(c: &mut Criterion) {
             queries: 1 << log2,
             threads: 0,
             baselines: true,
+            placement: initret::Placement::default(),
         };
         match Point::new(&spec).and_then(|point| measure_cpu_point(&spec, &point)) {
             Ok(measured) => print!("{}", format_table(&measured.rows)),

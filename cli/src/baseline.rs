@@ -13,12 +13,15 @@
 //!   rayon user writes first.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::prelude::*;
 
-use initret::{BitTable, Error, python_chunk_len};
+use initret::harness::python_chunk_len;
+use initret::{BitTable, Error};
+
+use crate::error::CliError;
 
 /// What a baseline produced and how often it built or copied its state.
 ///
@@ -53,7 +56,7 @@ fn first_out_of_range(queries: &[u32], rows: usize) -> Result<(), Error> {
     match queries.iter().position(|&q| q as usize >= rows) {
         Some(position) => Err(Error::IndexOutOfRange {
             position,
-            index: queries[position],
+            index: queries[position].into(),
             rows,
         }),
         None => Ok(()),
@@ -109,8 +112,15 @@ pub fn thread_pool(workers: usize, name: &'static str) -> Result<rayon::ThreadPo
         .map_err(|e| Error::ThreadSpawn(e.to_string()))
 }
 
-/// The `functools.partial` recipe: the caller clones the whole table for
-/// every task and ships the copy with it; the worker uses it once and drops it.
+/// The `functools.partial` recipe: every task carries its own fresh copy of
+/// the whole table, which its worker uses once and drops.
+///
+/// As in Python's `Pool`, whose feeder blocks on the pipe once the workers
+/// fall behind, only a few copies exist at a time: each worker takes the
+/// next task from a shared queue and copies the table when it starts it, so
+/// at most one copy per worker is alive, however many tasks the batch has.
+/// The copies are allocated fallibly: a table that cannot be copied is
+/// [`CliError::Allocation`], not an abort.
 ///
 /// ```
 /// use initret_cli::baseline::{PerCallCopy, TaskSize};
@@ -119,7 +129,7 @@ pub fn thread_pool(workers: usize, name: &'static str) -> Result<rayon::ThreadPo
 /// let outcome = pool.run(&initret::BitTable::seed(8), &[7, 3, 0])?;
 /// assert_eq!(outcome.counts, vec![3, 2, 0]);
 /// assert_eq!(outcome.init_calls, 3); // one copy per task
-/// # Ok::<(), initret::Error>(())
+/// # Ok::<(), initret_cli::error::CliError>(())
 /// ```
 #[derive(Debug)]
 pub struct PerCallCopy {
@@ -153,45 +163,92 @@ impl PerCallCopy {
         self.pool.current_num_threads()
     }
 
-    /// Runs the batch; `init_calls` is the number of table copies made.
+    /// Runs the batch; `init_calls` is the number of table copies made (one
+    /// per task). A bad index is [`Error::IndexOutOfRange`] naming the first
+    /// bad position; a copy or output that cannot be allocated is
+    /// [`CliError::Allocation`].
     ///
     /// ```
     /// let p = initret_cli::baseline::PerCallCopy::new(1, initret_cli::baseline::TaskSize::Items(2))?;
     /// assert_eq!(p.run(&initret::BitTable::seed(8), &[1, 2, 3])?.init_calls, 2);
-    /// # Ok::<(), initret::Error>(())
+    /// # Ok::<(), initret_cli::error::CliError>(())
     /// ```
-    pub fn run(&self, table: &BitTable, queries: &[u32]) -> Result<Outcome, Error> {
+    pub fn run(&self, table: &BitTable, queries: &[u32]) -> Result<Outcome, CliError> {
         let task = self.task_size.items(queries.len(), self.workers());
-        let mut counts = vec![0; queries.len()];
-        // One slot per task; the first failing task (lowest position) wins.
-        let mut results: Vec<Result<(), Error>> = Vec::new();
-        results.resize_with(queries.len().div_ceil(task.max(1)), || Ok(()));
-        let mut copies = 0;
-        self.pool.scope(|scope| {
-            for (k, ((input, output), result)) in queries
+        let mut counts = Vec::new();
+        counts
+            .try_reserve_exact(queries.len())
+            .map_err(|e| CliError::Allocation {
+                what: format!("the per-call copy's output of {} counts", queries.len()),
+                reason: e.to_string(),
+            })?;
+        counts.resize(queries.len(), 0);
+        // The task queue: (task number, its queries, its slice of the output).
+        let tasks = Mutex::new(
+            queries
                 .chunks(task)
                 .zip(counts.chunks_mut(task))
-                .zip(results.iter_mut())
-                .enumerate()
-            {
-                // The copy is made by the submitting thread, as pickling is
-                // done by the parent for every task.
-                let copy = table.clone();
-                copies += 1;
-                scope.spawn(move |_| {
-                    *result = copy
-                        .reference_popcount(input)
+                .enumerate(),
+        );
+        // The failure of the lowest-numbered failing task, which holds the
+        // first bad position; an allocation failure stops the run.
+        let failure: Mutex<Option<(usize, CliError)>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+        let copies = AtomicUsize::new(0);
+        let worker = || {
+            while !stop.load(Ordering::Relaxed) {
+                let next = tasks.lock().unwrap_or_else(PoisonError::into_inner).next();
+                let Some((k, (input, output))) = next else {
+                    return;
+                };
+                // This task's own copy of the table, as a worker unpickles
+                // the cache shipped with each task; dropped when it ends.
+                let result = copy_table(table).and_then(|copy| {
+                    copies.fetch_add(1, Ordering::Relaxed);
+                    copy.reference_popcount(input)
                         .map(|counts| output.copy_from_slice(&counts))
-                        .map_err(|e| e.offset_position(k * task));
+                        .map_err(|e| CliError::from(e.offset_position(k * task)))
                 });
+                if let Err(error) = result {
+                    if matches!(error, CliError::Allocation { .. }) {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    let mut failure = failure.lock().unwrap_or_else(PoisonError::into_inner);
+                    if failure.as_ref().is_none_or(|(first, _)| k < *first) {
+                        *failure = Some((k, error));
+                    }
+                }
+            }
+        };
+        self.pool.scope(|scope| {
+            for _ in 0..self.workers() {
+                scope.spawn(|_| worker());
             }
         });
-        results.into_iter().collect::<Result<(), Error>>()?;
+        if let Some((_, error)) = failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(error);
+        }
         Ok(Outcome {
             counts,
-            init_calls: copies,
+            init_calls: copies.into_inner(),
         })
     }
+}
+
+/// A fresh copy of `table`, allocated fallibly.
+fn copy_table(table: &BitTable) -> Result<BitTable, CliError> {
+    let words = table.words();
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(words.len())
+        .map_err(|e| CliError::Allocation {
+            what: format!(
+                "a per-call copy of the table ({} bytes)",
+                table.size_in_bytes()
+            ),
+            reason: e.to_string(),
+        })?;
+    copy.extend_from_slice(words);
+    Ok(BitTable::from_rows(table.words_per_row(), copy)?)
 }
 
 thread_local! {
@@ -385,4 +442,33 @@ pub fn naive_rayon_into(
         first_out_of_range(queries, table.rows())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_call_copy_makes_one_copy_per_task_and_reports_the_first_bad_position() {
+        let table = BitTable::seed(100);
+        let queries: Vec<u32> = (0..1000).map(|i| i % 100).collect();
+        for workers in [1, 3] {
+            let pool = PerCallCopy::new(workers, TaskSize::Items(7)).unwrap();
+            let outcome = pool.run(&table, &queries).unwrap();
+            assert_eq!(outcome.counts, table.reference_popcount(&queries).unwrap());
+            assert_eq!(outcome.init_calls, 1000_usize.div_ceil(7));
+
+            let mut bad = queries.clone();
+            bad[500] = 100;
+            bad[900] = 5000;
+            assert!(matches!(
+                pool.run(&table, &bad),
+                Err(CliError::Initret(Error::IndexOutOfRange {
+                    position: 500,
+                    index: 100,
+                    rows: 100
+                }))
+            ));
+        }
+    }
 }

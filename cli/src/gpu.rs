@@ -1,16 +1,13 @@
-//! The GPU side of the harness: the main job's GPU rows and the sweep's.
-//! Without the `gpu` feature the library's stub backend fails to build
-//! with "built without the gpu feature", which becomes a note where the
-//! rows would be; nothing here needs a `cfg`.
-
-use std::time::Duration;
+//! The GPU side of the sweep, and the adapter list `initret info` prints.
+//! (The main job's GPU rows are the main job's, in `seed.rs`.) Without the
+//! `gpu` feature the library's stub backend fails to build with "built
+//! without the gpu feature", which becomes a note where the rows would be;
+//! nothing here needs a `cfg`.
 
 use initret::gpu::GpuBackend;
-use initret::{Backend, BitTable, Dispatcher};
 
 use crate::bench::{BenchRow, Point, References, best_time};
 use crate::error::CliError;
-use crate::seed::{SeedRow, best_of, timed};
 
 /// What [`SweepGpu::measure`] gives for one sweep point: the GPU rows, and
 /// a note to show once when there are none for this table (no adapter, a
@@ -47,53 +44,6 @@ pub fn adapters() -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// The main job's GPU rows (`initret gpu end-to-end` through a
-/// [`Dispatcher`], `initret gpu resident` with queries and counts kept on
-/// the device) and a note naming the adapter, or no rows and the reason.
-///
-/// ```
-/// let items: Vec<u32> = (0..100).collect();
-/// let (rows, note) = initret_cli::gpu::seed_rows(&initret::BitTable::seed(100), &items)?;
-/// assert!(rows.len() == 2 || note.contains("no rows"));
-/// # Ok::<(), initret_cli::error::CliError>(())
-/// ```
-pub fn seed_rows(cache: &BitTable, items: &[u32]) -> Result<(Vec<SeedRow>, String), CliError> {
-    let (setup, dispatcher) = match timed(|| Dispatcher::new(cache.clone(), Backend::Gpu)) {
-        Ok(built) => built,
-        Err(e) => return Ok((Vec::new(), format!("gpu: no rows: {e}"))),
-    };
-    let Some(gpu) = dispatcher.gpu() else {
-        return Ok((
-            Vec::new(),
-            "gpu: no rows: the dispatcher has no GPU backend".into(),
-        ));
-    };
-    let row = |strategy: &str, time: Duration, counts: Vec<u32>| SeedRow {
-        strategy: strategy.into(),
-        workers: "gpu".into(),
-        init_calls: "1".into(),
-        setup,
-        time,
-        counts,
-    };
-    let (time, counts) = best_of(|| dispatcher.popcount(items))?;
-    let mut rows = vec![row("initret gpu end-to-end", time, counts)];
-    let batch = gpu.upload_batch(items)?;
-    let mut resident = gpu.popcount_resident(&batch)?;
-    let (time, ()) = best_of(|| gpu.popcount_resident_into(&batch, &mut resident))?;
-    rows.push(row("initret gpu resident", time, gpu.read_back(&resident)?));
-    let note = format!(
-        "gpu rows ran on {}{}",
-        gpu.adapter().name,
-        if gpu.is_software() {
-            " (a software adapter on the CPU cores: correctness, not speed)"
-        } else {
-            ""
-        }
-    );
-    Ok((rows, note))
-}
-
 /// The sweep's GPU backend, rebuilt (the table re-uploaded) only when the
 /// table changes, and the last reason there was none.
 #[derive(Debug, Default)]
@@ -116,7 +66,7 @@ impl SweepGpu {
     /// ```
     /// use initret_cli::bench::{Point, PointSpec, References};
     ///
-    /// let spec = PointSpec { rows: 64, words_per_row: 1, queries: 256, threads: 1, baselines: false };
+    /// let spec = PointSpec { rows: 64, words_per_row: 1, queries: 256, threads: 1, baselines: false, placement: initret::Placement::PerDomain };
     /// let point = Point::new(&spec)?;
     /// let references = References { memcpy_seconds: 1e-6, naive_rayon_seconds: 1e-5 };
     /// let mut sweep = initret_cli::gpu::SweepGpu::default();
@@ -175,7 +125,7 @@ fn measure_rows(
     out.resize(batch.len(), 0);
     let end_to_end = best_time(|| gpu.popcount_into(batch, &mut out))?.as_secs_f64();
     point.check("gpu-end-to-end", &out)?;
-    let transfer = gpu.measure_transfer(bytes)?.as_secs_f64();
+    let transfer = initret::harness::measure_transfer(gpu, bytes)?.as_secs_f64();
     let mut e2e_row = row("gpu-end-to-end", end_to_end);
     e2e_row.ratio_to_transfer = Some(transfer / end_to_end);
 
@@ -184,7 +134,7 @@ fn measure_rows(
     let resident =
         best_time(|| gpu.popcount_resident_into(&resident_batch, &mut counts))?.as_secs_f64();
     point.check("gpu-resident", &gpu.read_back(&counts)?)?;
-    let device_copy = gpu.measure_device_copy(bytes)?.as_secs_f64();
+    let device_copy = initret::harness::measure_device_copy(gpu, bytes)?.as_secs_f64();
     let mut resident_row = row("gpu-resident", resident);
     resident_row.ratio_to_device_copy = Some(device_copy / resident);
     Ok(vec![e2e_row, resident_row])

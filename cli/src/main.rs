@@ -21,7 +21,8 @@ Environment:
   INITRET_FORCE_ISA=scalar|avx2|avx512|neon   measure only that ISA's CPU kernels
   INITRET_FORCE_ISA=<kernel>                  run that kernel, as `info` names it
                                               (`scalar-loads`: the plain scalar loop)
-  INITRET_ADAPTER=<substring>                 pick the GPU adapter by name";
+  INITRET_ADAPTER=<substring>                 pick the GPU adapter by name
+  INITRET_HUGE_PAGES=off                      count tables do not ask for transparent huge pages";
 
 /// Map a function over many inputs that all read one large read-only state:
 /// with no command, the seed workload (popcounts of the first 2^16-1
@@ -29,8 +30,8 @@ Environment:
 #[derive(Debug, Parser)]
 #[command(name = "initret", version, after_help = ENVIRONMENT)]
 struct Cli {
-    /// Worker threads (0: one per CPU)
-    #[arg(long, global = true, value_name = "T", default_value_t = 0)]
+    /// Worker threads (0: one per CPU; at most 1024)
+    #[arg(long, global = true, value_name = "T", default_value_t = 0, value_parser = parse_threads)]
     threads: usize,
     #[command(subcommand)]
     command: Option<Command>,
@@ -70,8 +71,50 @@ struct BenchArgs {
     #[arg(long)]
     no_baselines: bool,
     /// Also draw lookups/s against queries per call into this SVG file
+    /// (with --scaling, also lookups/s against threads)
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// How the CPU backend places its counts: per-domain (the default: one
+    /// copy per cache domain), shared (one copy), per-worker (one per
+    /// thread), a comma-separated list of them, or `all`
+    #[arg(long, value_name = "P[,P..]", value_parser = parse_placements)]
+    placement: Option<Placements>,
+    /// Measure every point at 1, 2, ... up to --threads threads (default:
+    /// one per CPU), references and initret only
+    #[arg(long)]
+    scaling: bool,
+}
+
+/// The placements `--placement` names (a newtype: clap would read a bare
+/// `Vec` as a repeated argument).
+#[derive(Clone, Debug)]
+struct Placements(Vec<initret::Placement>);
+
+/// `per-domain`, `shared,per-worker` or `all`.
+fn parse_placements(text: &str) -> Result<Placements, String> {
+    if text.trim().eq_ignore_ascii_case("all") {
+        return Ok(Placements(initret::Placement::ALL.to_vec()));
+    }
+    let mut placements = Vec::new();
+    for part in text.split(',') {
+        let placement: initret::Placement = part.parse().map_err(|e| format!("{e}"))?;
+        if !placements.contains(&placement) {
+            placements.push(placement);
+        }
+    }
+    Ok(Placements(placements))
+}
+
+/// A thread count: 0 (one per CPU) to [`initret::MAX_THREADS`].
+fn parse_threads(text: &str) -> Result<usize, String> {
+    let threads: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if threads > initret::MAX_THREADS {
+        return Err(format!(
+            "at most {} worker threads; got {threads}",
+            initret::MAX_THREADS
+        ));
+    }
+    Ok(threads)
 }
 
 /// A positive count: digits with optional `_` separators, or `B^E`.
@@ -132,6 +175,18 @@ fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliErr
     );
     text += &format!("detected ISA:      {}\n", initret::arch::Isa::detected());
     text += &format!("CPU threads:       {}\n", rayon::current_num_threads());
+    let topology = initret::Topology::detect();
+    text += &format!(
+        "cache domains:     {} (a CPU backend places one count table in each domain it has workers in)\n",
+        topology.domains().len()
+    );
+    for (i, domain) in topology.domains().iter().enumerate() {
+        text += &format!("  domain {i}: {domain}\n");
+    }
+    text += &format!(
+        "huge pages:        transparent huge pages {}; count tables of 2 MiB or more ask for them\n",
+        initret::arch::transparent_huge_pages_mode().unwrap_or_else(|| "not reported".into())
+    );
     match gpu::adapters() {
         Ok(adapters) => {
             text += &format!("GPU adapters: {}\n", adapters.len());
@@ -147,8 +202,8 @@ fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliErr
     // What is known at once goes out first; the calibrations take a moment.
     text += &format!(
         "kernel calibration (what a CPU backend measures when it is built: each candidate's best of {} runs of {} random queries with streaming stores, one per candidate in turn):\n",
-        initret::arch::CALIBRATION_ROUNDS,
-        initret::arch::CALIBRATION_QUERIES
+        initret::harness::CALIBRATION_ROUNDS,
+        initret::harness::CALIBRATION_QUERIES
     );
     write_out(out, &text)?;
     for (name, rows) in [
@@ -180,7 +235,10 @@ fn bench_command(
     args: &BenchArgs,
 ) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.plot
-        && path.extension().and_then(|e| e.to_str()) != Some("svg")
+        && !path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
     {
         return Err(CliError::Argument(format!(
             "--plot {}: the plot is SVG, name a .svg file",
@@ -193,18 +251,18 @@ fn bench_command(
         rows: args.rows,
         threads,
         baselines: !args.no_baselines,
+        placements: args.placement.clone().map(|p| p.0).unwrap_or_default(),
+        scaling: args.scaling,
     });
     // Every size check before the first measurement: a request that cannot
     // be allocated fails at once, not after minutes of sweeping.
     for spec in &points {
         spec.check_allocatable()?;
     }
-    // Fail on an unwritable plot file now, too.
-    let plot_file = args
-        .plot
-        .as_deref()
-        .map(|path| std::fs::File::create(path).map_err(|e| io_error(path, e)))
-        .transpose()?;
+    // Fail on an unwritable plot directory now, too. The plot is written to
+    // a temporary file beside FILE and renamed over it once complete, so an
+    // interrupted or failed sweep leaves a previous FILE as it was.
+    let plot_file = args.plot.as_deref().map(PlotFile::create).transpose()?;
 
     let progress = ProgressBar::new(points.len() as u64).with_style(
         ProgressStyle::with_template("[{pos}/{len}] {msg} ({elapsed})")
@@ -217,14 +275,36 @@ fn bench_command(
     }
     let mut sweep_gpu = gpu::SweepGpu::default();
     let mut all_rows = Vec::new();
+    // Consecutive points of one shape (other placements or thread counts)
+    // share the table and queries instead of generating them again.
+    let mut last: Option<(bench::Shape, bench::Point)> = None;
+    let max_threads = bench::resolved_threads(threads);
     for spec in &points {
         progress.set_message(format!(
-            "rows={} queries={} words_per_row={}",
-            spec.rows, spec.queries, spec.words_per_row
+            "rows={} queries={} words_per_row={} threads={} placement={}",
+            spec.rows, spec.queries, spec.words_per_row, spec.threads, spec.placement
         ));
-        let point = bench::Point::new(spec)?;
-        let cpu = bench::measure_cpu_point(spec, &point)?;
-        let gpu = sweep_gpu.measure(&point, cpu.references)?;
+        if last
+            .as_ref()
+            .is_none_or(|(shape, _)| *shape != spec.shape())
+        {
+            // The previous point's memory goes before the next is made.
+            drop(last.take());
+            last = Some((spec.shape(), bench::Point::new(spec)?));
+        }
+        let Some((_, point)) = &last else {
+            unreachable!("set just above")
+        };
+        let cpu = bench::measure_cpu_point(spec, point)?;
+        // The GPU rows do not depend on the CPU's placement or threads: once
+        // per shape, with the full thread count's references.
+        let first_of_shape = spec.placement == points[0].placement
+            && bench::resolved_threads(spec.threads) == max_threads;
+        let gpu = if first_of_shape {
+            sweep_gpu.measure(point, cpu.references)?
+        } else {
+            gpu::GpuPointRows::default()
+        };
         if let Some(note) = &gpu.note {
             progress.suspend(|| eprintln!("{note}"));
         }
@@ -242,7 +322,7 @@ fn bench_command(
     if !args.json {
         let kernels: Vec<String> = all_rows
             .iter()
-            .filter(|r| r.strategy == "initret-cpu")
+            .filter(|r| r.strategy.starts_with("initret-cpu"))
             .map(|r| format!("{} at {} rows", r.kernel, r.rows))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
@@ -258,13 +338,61 @@ fn bench_command(
         );
         write_out(out, &(bench::format_table(&all_rows) + &footer))?;
     }
-    if let (Some(mut file), Some(path)) = (plot_file, &args.plot) {
+    if let Some(file) = plot_file {
         let svg = plot::render_svg(&all_rows)?;
-        file.write_all(svg.as_bytes())
-            .map_err(|e| io_error(path, e))?;
+        let path = file.finish(svg.as_bytes())?;
         progress.suspend(|| eprintln!("plot written to {}", path.display()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plot's temporary file, `.FILE.PID.tmp` beside `FILE`: renamed over
+/// `FILE` by [`PlotFile::finish`], removed if dropped before.
+struct PlotFile {
+    file: Option<std::fs::File>,
+    temporary: PathBuf,
+    path: PathBuf,
+}
+
+impl PlotFile {
+    fn create(path: &Path) -> Result<PlotFile, CliError> {
+        let name = path.file_name().ok_or_else(|| {
+            CliError::Argument(format!("--plot {}: not a file name", path.display()))
+        })?;
+        let mut temporary_name = std::ffi::OsString::from(".");
+        temporary_name.push(name);
+        temporary_name.push(format!(".{}.tmp", std::process::id()));
+        let temporary = path.with_file_name(temporary_name);
+        let file = std::fs::File::create(&temporary).map_err(|e| io_error(&temporary, e))?;
+        Ok(PlotFile {
+            file: Some(file),
+            temporary,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes `bytes` and renames the temporary file over the plot's path.
+    fn finish(mut self, bytes: &[u8]) -> Result<PathBuf, CliError> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| CliError::Plot("the plot's temporary file was already closed".into()))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&self.temporary, e))?;
+        drop(file);
+        std::fs::rename(&self.temporary, &self.path).map_err(|e| io_error(&self.path, e))?;
+        Ok(std::mem::take(&mut self.path))
+    }
+}
+
+impl Drop for PlotFile {
+    fn drop(&mut self) {
+        // Not renamed: the sweep failed or was cut short.
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
 }
 
 fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {

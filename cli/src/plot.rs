@@ -1,13 +1,14 @@
 //! `initret bench --plot FILE.svg`: lookups/s against queries per call,
 //! log-log, one line per strategy and backend, the memcpy reference dashed,
-//! one panel per table shape (words per row and rows). Drawn with plotters' SVG backend only: text is left to the
+//! one panel per table shape (words per row and rows), and with
+//! `--scaling` a panel of lookups/s against threads per shape. Drawn with plotters' SVG backend only: text is left to the
 //! SVG viewer, so no font files or system font libraries are needed.
 
 use std::collections::BTreeSet;
 
 use plotters::prelude::*;
 
-use crate::bench::BenchRow;
+use crate::bench::{BenchRow, Shape};
 use crate::error::CliError;
 
 /// Panels per row of the figure.
@@ -84,6 +85,16 @@ pub fn render_svg(rows: &[BenchRow]) -> Result<String, CliError> {
     if rows.is_empty() {
         return Err(CliError::Plot("no measured rows to plot".into()));
     }
+    // With several thread counts (`--scaling`), the queries panels show the
+    // largest, and each shape measured at more than one gets a scaling panel.
+    let max_threads = rows.iter().filter_map(|r| r.threads).max();
+    let scaling = scaling_panels(&rows);
+    let all_rows = rows;
+    let rows: Vec<&BenchRow> = all_rows
+        .iter()
+        .copied()
+        .filter(|r| r.threads.is_none() || r.threads == max_threads)
+        .collect();
     // Panels in the order the sweep ran them.
     let mut panels: Vec<(usize, usize)> = Vec::new();
     for r in &rows {
@@ -112,8 +123,9 @@ pub fn render_svg(rows: &[BenchRow]) -> Result<String, CliError> {
             }
         })
         .collect();
-    let columns = panels.len().min(COLUMNS);
-    let grid_rows = panels.len().div_ceil(COLUMNS);
+    let panel_count = panels.len() + scaling.len();
+    let columns = panel_count.min(COLUMNS);
+    let grid_rows = panel_count.div_ceil(COLUMNS);
     let grid_width = PANEL.0 * columns as u32;
     let size = (
         grid_width + LEGEND_WIDTH,
@@ -139,6 +151,14 @@ pub fn render_svg(rows: &[BenchRow]) -> Result<String, CliError> {
                 .filter(|r| (r.rows, r.words_per_row) == *panel)
                 .collect();
             draw_panel(area, *panel, &in_panel, &lines)?;
+        }
+        for (shape, area) in scaling.iter().zip(areas.iter().skip(panels.len())) {
+            let in_panel: Vec<&BenchRow> = all_rows
+                .iter()
+                .copied()
+                .filter(|r| r.threads.is_some() && r.shape() == *shape)
+                .collect();
+            draw_scaling_panel(area, *shape, &in_panel, &lines)?;
         }
         draw_legend(&legend, &lines)?;
         root.present().map_err(plot_error)?;
@@ -179,22 +199,107 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()
         .map_err(plot_error)?;
     for line in lines {
-        let mut points: Vec<(f64, f64)> = in_panel
+        let points: Vec<(f64, f64)> = in_panel
             .iter()
             .filter(|r| r.strategy == line.strategy && r.backend == line.backend)
             .map(|r| (r.queries as f64, r.lookups_per_s))
             .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let style = line.style();
-        if line.is_reference() {
-            chart
-                .draw_series(DashedLineSeries::new(points, 6, 4, style))
-                .map_err(plot_error)?;
-        } else {
-            chart
-                .draw_series(LineSeries::new(points, style))
-                .map_err(plot_error)?;
+        draw_line(&mut chart, line, points)?;
+    }
+    Ok(())
+}
+
+/// One line of a panel through `points` (sorted here): dashed for the
+/// reference, solid otherwise.
+fn draw_line<DB, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    line: &Line,
+    mut points: Vec<(f64, f64)>,
+) -> Result<(), CliError>
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let style = line.style();
+    if line.is_reference() {
+        chart
+            .draw_series(DashedLineSeries::new(points, 6, 4, style))
+            .map_err(plot_error)?;
+    } else {
+        chart
+            .draw_series(LineSeries::new(points, style))
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+/// The shapes measured at more than one thread count, in sweep order.
+fn scaling_panels(rows: &[&BenchRow]) -> Vec<Shape> {
+    let mut shapes: Vec<Shape> = Vec::new();
+    for r in rows {
+        let shape = r.shape();
+        if shapes.contains(&shape) {
+            continue;
         }
+        let threads: BTreeSet<usize> = rows
+            .iter()
+            .filter(|o| o.shape() == shape)
+            .filter_map(|o| o.threads)
+            .collect();
+        if threads.len() > 1 {
+            shapes.push(shape);
+        }
+    }
+    shapes
+}
+
+/// Lookups/s against CPU threads for one shape (log y).
+fn draw_scaling_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    shape: Shape,
+    in_panel: &[&BenchRow],
+    lines: &[Line],
+) -> Result<(), CliError> {
+    let max_threads = in_panel.iter().filter_map(|r| r.threads).max().unwrap_or(1);
+    let (y_min, y_max) = bounds(in_panel.iter().map(|r| r.lookups_per_s));
+    let caption = format!(
+        "scaling: {} queries, {} rows × {}",
+        power_of_two(shape.queries as f64),
+        power_of_two(shape.rows as f64),
+        shape.words_per_row
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(8)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(
+            0.5f64..max_threads as f64 + 0.5,
+            (y_min / 2.0..y_max * 2.0).log_scale(),
+        )
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("CPU threads")
+        .y_desc("lookups/s")
+        .x_labels(max_threads.min(16))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0e}"))
+        .label_style(("sans-serif", 11))
+        .draw()
+        .map_err(plot_error)?;
+    for line in lines {
+        let points: Vec<(f64, f64)> = in_panel
+            .iter()
+            .filter(|r| r.strategy == line.strategy && r.backend == line.backend)
+            .filter_map(|r| r.threads.map(|t| (t as f64, r.lookups_per_s)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        draw_line(&mut chart, line, points)?;
     }
     Ok(())
 }

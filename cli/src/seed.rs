@@ -52,6 +52,51 @@ pub fn timed<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<(Duration, T), E>
     Ok((t.elapsed(), value))
 }
 
+/// A generous estimate of the bytes (of address space, which `ulimit -v`
+/// bounds) the main job holds at once with `threads` workers: the cache and
+/// four copies of it per worker (the per-call copies in flight, the global
+/// initializer's, `map_init`'s and the `Pool`'s), eight more (the dispatcher
+/// and the references), sixteen query-sized buffers, and the 2 MiB stacks of
+/// the six pools' worker threads. `None` if it overflows.
+///
+/// ```
+/// let one = initret_cli::seed::footprint(1).unwrap();
+/// assert!(one > 12 * 65535 * 4 && one < 32 << 20);
+/// assert!(initret_cli::seed::footprint(usize::MAX).is_none());
+/// ```
+pub fn footprint(threads: usize) -> Option<usize> {
+    const STACK: usize = 2 << 20;
+    let table = SEED_ROWS as usize * std::mem::size_of::<u32>();
+    let copies = threads.checked_mul(4)?.checked_add(9)?;
+    let stacks = threads.checked_mul(6)?.checked_mul(STACK)?;
+    table
+        .checked_mul(copies)?
+        .checked_add(16 * table)?
+        .checked_add(stacks)
+}
+
+/// Reserves [`footprint`] once, fallibly, and frees it: a main job that
+/// cannot be allocated (under `ulimit -v`, or with absurd thread counts) is
+/// a [`CliError::Allocation`] before anything is built.
+///
+/// ```
+/// assert!(initret_cli::seed::check_allocatable(2).is_ok());
+/// ```
+pub fn check_allocatable(threads: usize) -> Result<(), CliError> {
+    let what = format!("the main job with {threads} worker threads");
+    let bytes = footprint(threads).ok_or_else(|| CliError::Allocation {
+        what: what.clone(),
+        reason: "the size overflows".into(),
+    })?;
+    let mut probe: Vec<u8> = Vec::new();
+    probe
+        .try_reserve_exact(bytes)
+        .map_err(|e| CliError::Allocation {
+            what: format!("{what} (about {bytes} bytes)"),
+            reason: e.to_string(),
+        })
+}
+
 /// What the main job measured.
 #[derive(Clone, Debug)]
 pub struct SeedReport {
@@ -76,13 +121,16 @@ pub struct SeedReport {
 /// # Ok::<(), initret_cli::error::CliError>(())
 /// ```
 pub fn run(threads: usize) -> Result<SeedReport, CliError> {
-    let cache = BitTable::seed(SEED_ROWS);
-    let items: Vec<u32> = (0..SEED_ROWS).collect();
     let threads = if threads == 0 {
         rayon::current_num_threads()
     } else {
         threads
     };
+    // A request that cannot be had fails here, as one error, rather than as
+    // an abort in the middle of the strategies.
+    check_allocatable(threads)?;
+    let cache = BitTable::seed(SEED_ROWS);
+    let items: Vec<u32> = (0..SEED_ROWS).collect();
     let mut rows = Vec::new();
 
     let (time, counts) = best_of(|| baseline::serial(&cache, &items))?;
@@ -175,8 +223,8 @@ pub fn run(threads: usize) -> Result<SeedReport, CliError> {
         counts,
     });
 
-    let (gpu_rows, note) = crate::gpu::seed_rows(&cache, &items)?;
-    rows.extend(gpu_rows);
+    let (gpu, note) = gpu_rows(&cache, &items)?;
+    rows.extend(gpu);
     Ok(SeedReport {
         threads,
         cache_bytes: cache.size_in_bytes(),
@@ -184,6 +232,53 @@ pub fn run(threads: usize) -> Result<SeedReport, CliError> {
         notes: vec![note],
         expected: cache.reference_popcount(&items)?,
     })
+}
+
+/// The main job's GPU rows (`initret gpu end-to-end` through a
+/// [`Dispatcher`], `initret gpu resident` with queries and counts kept on
+/// the device) and a note naming the adapter, or no rows and the reason.
+///
+/// ```
+/// let items: Vec<u32> = (0..100).collect();
+/// let (rows, note) = initret_cli::seed::gpu_rows(&initret::BitTable::seed(100), &items)?;
+/// assert!(rows.len() == 2 || note.contains("no rows"));
+/// # Ok::<(), initret_cli::error::CliError>(())
+/// ```
+pub fn gpu_rows(cache: &BitTable, items: &[u32]) -> Result<(Vec<SeedRow>, String), CliError> {
+    let (setup, dispatcher) = match timed(|| Dispatcher::new(cache.clone(), Backend::Gpu)) {
+        Ok(built) => built,
+        Err(e) => return Ok((Vec::new(), format!("gpu: no rows: {e}"))),
+    };
+    let Some(gpu) = dispatcher.gpu() else {
+        return Ok((
+            Vec::new(),
+            "gpu: no rows: the dispatcher has no GPU backend".into(),
+        ));
+    };
+    let row = |strategy: &str, time: Duration, counts: Vec<u32>| SeedRow {
+        strategy: strategy.into(),
+        workers: "gpu".into(),
+        init_calls: "1".into(),
+        setup,
+        time,
+        counts,
+    };
+    let (time, counts) = best_of(|| dispatcher.popcount(items))?;
+    let mut rows = vec![row("initret gpu end-to-end", time, counts)];
+    let batch = gpu.upload_batch(items)?;
+    let mut resident = gpu.popcount_resident(&batch)?;
+    let (time, ()) = best_of(|| gpu.popcount_resident_into(&batch, &mut resident))?;
+    rows.push(row("initret gpu resident", time, gpu.read_back(&resident)?));
+    let note = format!(
+        "gpu rows ran on {}{}",
+        gpu.adapter().name,
+        if gpu.is_software() {
+            " (a software adapter on the CPU cores: correctness, not speed)"
+        } else {
+            ""
+        }
+    );
+    Ok((rows, note))
 }
 
 impl SeedReport {

@@ -26,6 +26,14 @@ fn one_line_error(out: &Output) -> String {
     err
 }
 
+/// `bench --json` output, one object per line.
+fn json_rows(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+        .collect()
+}
+
 #[test]
 fn main_job_prints_every_strategy_and_the_checksum() {
     let out = initret(&[], &[]);
@@ -64,10 +72,7 @@ fn bench_json_rows_have_every_field() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
-        .collect();
+    let rows = json_rows(&stdout);
     // Seed-sized table with every strategy; the larger tables are swept at
     // 1 word per row only.
     assert!(rows.len() >= 7, "{stdout}");
@@ -142,7 +147,15 @@ fn bench_sweeps_larger_tables_at_one_word_per_row() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for table in [1u64 << 16, 1 << 20, 1 << 24, 1 << 26] {
+    for table in [
+        1u64 << 16,
+        1 << 20,
+        1 << 22,
+        1 << 23,
+        1 << 24,
+        1 << 25,
+        1 << 26,
+    ] {
         let at = |strategy: &str| {
             stdout
                 .lines()
@@ -155,6 +168,83 @@ fn bench_sweeps_larger_tables_at_one_word_per_row() {
         );
         assert!(!at("serial"), "{stdout}");
     }
+}
+
+#[test]
+fn bench_measures_each_placement_at_each_thread_count() {
+    let out = initret(
+        &[
+            "bench",
+            "--rows",
+            "4096",
+            "--queries",
+            "2^17",
+            "--words",
+            "1",
+            "--json",
+            "--no-baselines",
+            "--placement",
+            "all",
+            "--scaling",
+            "--threads",
+            "2",
+        ],
+        &[("INITRET_ADAPTER", "no-such-adapter")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows = json_rows(&stdout);
+    let placed = |strategy: &str, threads: u64| -> u64 {
+        let row = rows
+            .iter()
+            .find(|r| r["strategy"] == strategy && r["threads"] == threads)
+            .unwrap_or_else(|| panic!("no {strategy} row at {threads} threads:\n{stdout}"));
+        let placement = strategy
+            .strip_prefix("initret-cpu/")
+            .unwrap_or("per-domain");
+        assert_eq!(row["placement"], placement, "{row}");
+        assert!(row.get("resident_bytes_added").is_some(), "{row}");
+        row["count_bytes_placed"]
+            .as_u64()
+            .expect("count_bytes_placed")
+    };
+    for threads in [1, 2] {
+        let shared = placed("initret-cpu/shared", threads);
+        assert!(shared >= 4096, "{stdout}");
+        // One copy per worker against one in all; per-domain in between.
+        assert_eq!(placed("initret-cpu/per-worker", threads), threads * shared);
+        let per_domain = placed("initret-cpu", threads);
+        assert!(per_domain >= shared && per_domain <= threads * shared);
+    }
+    // No baselines in a scaling sweep; references at every thread count.
+    assert!(rows.iter().all(|r| r["strategy"] != "serial"), "{stdout}");
+    for threads in [1, 2] {
+        assert!(
+            rows.iter()
+                .any(|r| r["strategy"] == "memcpy" && r["threads"] == threads)
+        );
+    }
+}
+
+#[test]
+fn info_lists_the_cache_domains() {
+    let out = initret(&["info"], &[("INITRET_FORCE_ISA", "scalar")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("cache domains:"), "{stdout}");
+    assert!(stdout.contains("  domain 0: cpus "), "{stdout}");
+    assert!(stdout.contains("placed per-domain: "), "{stdout}");
+}
+
+#[test]
+fn unknown_placement_is_refused() {
+    let out = initret(&["bench", "--placement", "per-core"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("per-domain, shared or per-worker"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -337,4 +427,145 @@ fn rows_past_the_address_space_limit_are_an_error() {
         "{err}"
     );
     assert!(err.contains("rows=600000000"), "{err}");
+}
+
+/// The main job under `ulimit -v KIB` (no Vulkan driver, whose own
+/// allocations are not initret's to check).
+fn main_job_under_ulimit(kib: u32, threads: &str) -> Output {
+    let command = format!(
+        "ulimit -v {kib}; exec '{}' --threads {threads}",
+        env!("CARGO_BIN_EXE_initret")
+    );
+    Command::new("bash")
+        .args(["-c", &command])
+        .env("VK_ICD_FILENAMES", "/nonexistent")
+        .output()
+        .expect("bash runs")
+}
+
+#[test]
+fn main_job_with_one_thread_fits_in_100_mb_of_address_space() {
+    // The per-call copy baseline once copied the table for all 65535 tasks
+    // before any ran (16.8 GB) and aborted here.
+    let out = main_job_under_ulimit(100_000, "1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout.contains("checksum 524272: all strategies agree"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn main_job_under_a_tight_address_space_limit_fails_with_an_error_not_an_abort() {
+    let mut refused = 0;
+    for threads in ["1", "2"] {
+        for kib in [60_000, 40_000, 30_000, 25_000, 20_000, 17_000] {
+            let out = main_job_under_ulimit(kib, threads);
+            if out.status.success() {
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(stdout.contains("all strategies agree"), "{stdout}");
+                continue;
+            }
+            let err = one_line_error(&out);
+            assert!(
+                err.starts_with("initret: cannot allocate")
+                    || err.starts_with("initret: could not start worker threads"),
+                "ulimit -v {kib}, --threads {threads}: {err}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "no limit was tight enough to test");
+}
+
+#[test]
+fn plot_extension_is_case_insensitive() {
+    let dir = std::env::temp_dir().join(format!("initret-plot-case-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("BENCH.SVG");
+    let out = initret(
+        &[
+            "bench",
+            "--queries",
+            "1024",
+            "--rows",
+            "1024",
+            "--words",
+            "1",
+            "--no-baselines",
+            "--plot",
+            path.to_str().expect("utf-8 temp path"),
+        ],
+        &[("INITRET_ADAPTER", "no-such-adapter")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg = std::fs::read_to_string(&path).expect("the plot was written");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    // Only the plot is left in the directory: no temporary file.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("temp dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["BENCH.SVG"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_interrupted_plot_sweep_leaves_the_previous_plot_alone() {
+    let dir = std::env::temp_dir().join(format!("initret-plot-keep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("bench.svg");
+    std::fs::write(&path, "<svg>the previous plot</svg>").expect("previous plot");
+    // The full default sweep takes minutes: it is stopped once its
+    // temporary file exists, that is, once the sweep has begun.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_initret"))
+        .args(["bench", "--plot", path.to_str().expect("utf-8 temp path")])
+        .env("INITRET_ADAPTER", "no-such-adapter")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the initret binary runs");
+    let temporary = dir.join(format!(".bench.svg.{}.tmp", child.id()));
+    let mut started = false;
+    for _ in 0..600 {
+        if temporary.exists() {
+            started = true;
+            break;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let previous = std::fs::read_to_string(&path).expect("the previous plot");
+    child.kill().expect("kill the sweep");
+    child.wait().expect("wait");
+    assert!(started, "the sweep never created {}", temporary.display());
+    assert_eq!(previous, "<svg>the previous plot</svg>");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("the previous plot"),
+        "<svg>the previous plot</svg>"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn threads_past_the_maximum_are_refused_by_the_argument_parser() {
+    let out = initret(&["--threads", "3000"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at most 1024"), "{}", stderr(&out));
+    let out = initret(&["bench", "--threads", "1025"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_scalar_gather_kernel_is_named_as_missing() {
+    let out = initret(&[], &[("INITRET_FORCE_ISA", "scalar-gather")]);
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("\"scalar-gather\"") && err.contains("there is no scalar gather kernel"),
+        "{err}"
+    );
+    assert!(err.contains("scalar-pf") || err.contains("scalar"), "{err}");
 }

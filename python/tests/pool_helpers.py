@@ -70,3 +70,22 @@ PARENT_DISPATCHER: Optional[initret.Dispatcher] = None
 def inherited_popcount(n: int) -> int:
     assert PARENT_DISPATCHER is not None
     return int(PARENT_DISPATCHER.popcount(np.arange(n)).sum())
+
+
+def lookup(i: int, initret: Any) -> Any:
+    """``initret[i]``: which table a call got."""
+    return initret[i]
+
+
+def returns_word(word: str) -> str:
+    return word
+
+
+class Holder:
+    """A task function bound to an instance, as a bound method."""
+
+    def __init__(self) -> None:
+        self.payload = bytearray(1 << 16)
+
+    def method(self, x: int, initret: Any = None) -> int:
+        return x + 1

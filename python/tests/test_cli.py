@@ -48,3 +48,36 @@ def test_bench_script_runs_small():
         for m in section["measurements"]:
             assert m["correct"] and m["seconds"] > 0, m
     assert (Path(__file__).parent.parent / "bench.py").exists()
+
+
+def closed_pipe_run(command: list) -> subprocess.CompletedProcess:
+    """Runs ``command`` with its stdout a pipe whose reading end is already
+    closed (``| head -0`` without the race), so its first write fails."""
+    import os
+
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(writer)
+
+
+def test_a_closed_pipe_ends_quietly():
+    script = Path(sys.executable).parent / "initret"
+    commands = [[sys.executable, "-m", "initret", "info"]]
+    if script.exists():  # the console script pip installed
+        commands.append([str(script), "info"])
+    for command in commands:
+        result = closed_pipe_run(command)
+        assert result.returncode == 0, (command, result.stderr)
+        ours = [line for line in result.stderr.splitlines() if "XDG_RUNTIME_DIR" not in line]
+        assert ours == [], (command, result.stderr)
+
+
+def test_repeat_and_processes_must_be_positive():
+    for flag in ("--repeat", "--processes"):
+        for value in ("0", "-1"):
+            result = run("-m", "initret", flag, value)
+            assert result.returncode == 2, result.stdout
+            assert "must be at least 1" in result.stderr, result.stderr

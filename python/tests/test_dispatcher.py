@@ -170,7 +170,8 @@ def info_kernels():
 
 def test_index_out_of_range_names_the_first_bad_position(seed_dispatcher, rng):
     rows = initret.SEED_ROWS
-    for bad_value in [rows, rows + 1, 70_000, 2**32 - 1, 2**32, 2**40, 2**63 - 1, -1, -2**31, -2**63]:
+    for bad_value in [rows, rows + 1, 70_000, 2**32 - 1, 2**32, 2**32 + 3, 2**40, 2**63 - 1, 2**63, 2**64 - 1,
+                      -1, -2**31, -2**63, -2**63 + 3]:
         for dtype in (np.int64, np.uint64, np.uint32, np.int32):
             if not np.iinfo(dtype).min <= bad_value <= np.iinfo(dtype).max:
                 continue
@@ -281,9 +282,10 @@ def test_exceptions_pickle_with_their_attributes():
     errors = [
         initret.IndexOutOfRange(3, -1, 10),
         initret.InvalidTable("no rows"),
-        initret.GpuUnavailable("no adapter"),
+        initret.GpuUnavailable("no adapter", hint=initret.APT_HINT),
         initret.GpuError("device lost", "DeviceLost"),
         initret.IsaUnavailable("avx512 is not available"),
+        initret.ConcurrentModification("the queries changed", 5),
     ]
     for error in errors:
         copy = pickle.loads(pickle.dumps(error))
@@ -293,6 +295,10 @@ def test_exceptions_pickle_with_their_attributes():
     assert (copy.position, copy.index, copy.rows) == (3, -1, 10)
     gpu = pickle.loads(pickle.dumps(errors[2]))
     assert gpu.reason == "no adapter" and "apt-get install mesa-vulkan-drivers" in str(gpu)
+    assert gpu.hint == initret.APT_HINT
+    assert initret.GpuUnavailable("INITRET_ADAPTER matches none").hint is None
+    assert pickle.loads(pickle.dumps(errors[-1])).position == 5
+    assert issubclass(initret.ConcurrentModification, RuntimeError)
     assert issubclass(initret.GpuUnavailable, RuntimeError)
     assert issubclass(initret.InvalidTable, ValueError)
     assert issubclass(initret.IndexOutOfRange, IndexError)
@@ -338,3 +344,18 @@ def test_large_results_are_never_overwritten_while_referenced(rng):
     with pytest.raises(initret.IndexOutOfRange):
         d.popcount(bad)
     assert np.array_equal(d.popcount(batches[1]), expected[1])
+
+
+def test_placement_is_chosen_and_described():
+    table = np.arange(1 << 12, dtype=np.uint32)
+    queries = np.arange(1 << 12)
+    expected = np.array([bin(i).count("1") for i in range(1 << 12)], dtype=np.uint32)
+    for placement in ("per-domain", "shared", "per-worker"):
+        d = initret.Dispatcher(table, backend="cpu", threads=2, placement=placement)
+        assert placement + ":" in d.describe()
+        np.testing.assert_array_equal(d.popcount(queries), expected)
+    # Two workers, one copy each: the summary counts them.
+    assert "2 copies" in initret.Dispatcher(table, backend="cpu", threads=2, placement="per-worker").describe()
+    assert "1 copy" in initret.Dispatcher(table, backend="cpu", threads=2, placement="shared").describe()
+    with pytest.raises(ValueError, match="per-domain, shared or per-worker"):
+        initret.Dispatcher(table, backend="cpu", placement="per-core")

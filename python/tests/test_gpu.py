@@ -54,7 +54,8 @@ def test_gpu_bad_indices(rng):
 
 
 def test_gpu_unavailable_names_the_reason_and_the_apt_hint():
-    """INITRET_ADAPTER naming no adapter makes the GPU unavailable, on any machine."""
+    """INITRET_ADAPTER naming no adapter makes the GPU unavailable, on any
+    machine; the apt hint comes only when there is no adapter at all."""
     code = (
         "import initret\n"
         "try:\n"
@@ -62,12 +63,40 @@ def test_gpu_unavailable_names_the_reason_and_the_apt_hint():
         "except initret.GpuUnavailable as e:\n"
         "    assert isinstance(e, RuntimeError)\n"
         "    assert e.reason and e.reason in str(e), e\n"
-        "    assert 'apt-get install mesa-vulkan-drivers' in str(e) and e.hint in str(e)\n"
+        "    if initret.info()['gpu_adapters']:\n"
+        "        assert e.hint is None and 'apt-get' not in str(e), e\n"
+        "        assert 'INITRET_ADAPTER' in e.reason, e\n"
+        "    else:\n"
+        "        assert e.hint == initret.APT_HINT and e.hint in str(e), e\n"
         "    print('GpuUnavailable')\n"
     )
     env = dict(os.environ, INITRET_ADAPTER="no-such-adapter-anywhere")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "GpuUnavailable"
+
+
+def test_no_adapter_at_all_carries_the_apt_hint():
+    """With no Vulkan driver to load (and so no adapter), the hint is there."""
+    if sys.platform != "linux":
+        pytest.skip("VK_ICD_FILENAMES hides Vulkan drivers on Linux")
+    code = (
+        "import initret\n"
+        "if initret.info()['gpu_adapters']:\n"
+        "    print('adapters')\n"
+        "else:\n"
+        "    try:\n"
+        "        initret.Dispatcher(initret.seed_table(), backend='gpu')\n"
+        "    except initret.GpuUnavailable as e:\n"
+        "        assert e.hint == initret.APT_HINT and 'apt-get install mesa-vulkan-drivers' in str(e), e\n"
+        "        print('GpuUnavailable')\n"
+    )
+    env = dict(os.environ, VK_ICD_FILENAMES="/nonexistent", VK_DRIVER_FILES="/nonexistent")
+    env.pop("INITRET_ADAPTER", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    if result.stdout.strip() == "adapters":
+        pytest.skip("an adapter is there without a Vulkan driver (Metal, DX12)")
     assert result.stdout.strip() == "GpuUnavailable"
 
 

@@ -124,6 +124,13 @@ def test_new_workers_run_the_initializer_once_each(start_method):
     counter = ctx.Value("i", 0)
     with Pool(2, initializer=h.init_token, initargs=(counter,), maxtasksperchild=1, context=ctx) as pool:
         reports = [pool.apply_async(h.report, (x,)).get(timeout=60) for x in range(6)]
+        # With maxtasksperchild=1 the pool keeps starting workers. Leaving the
+        # `with` block terminates them, and a worker killed inside
+        # `init_token` would hold the counter's lock forever, so reading
+        # `counter.value` below would hang: close and join first, so that
+        # every worker finishes its initializer and exits on its own.
+        pool.close()
+        pool.join()
     for _value, pid, init_pid, _token, init_calls in reports:
         assert pid == init_pid and init_calls == 1
     # Each task ran in a fresh worker, whose initializer ran once.
@@ -170,7 +177,9 @@ def test_auto_rule():
 
     assert accepts_initret(h.report)
     assert accepts_initret(h.report_kwonly)
-    assert accepts_initret(functools.partial(h.report, initret=None))
+    # A partial that binds initret= itself keeps its value: not passed again.
+    assert not accepts_initret(functools.partial(h.report, initret=None))
+    assert accepts_initret(functools.partial(h.report, 1))
     assert not accepts_initret(h.square)
     assert not accepts_initret(h.takes_kwargs)
     assert not accepts_initret(functools.partial(lambda i, cache: 0, cache={}))
@@ -257,3 +266,48 @@ def test_forked_child_can_collect_an_inherited_dispatcher(backend):
         pytest.fail("the forked child hung collecting an inherited Dispatcher")
     assert os.waitstatus_to_exitcode(status) == 0
     gc.collect()
+
+
+# ---------------------------------------------------------------------------
+# What a pool keeps alive, and a partial that already binds initret=.
+
+
+def test_the_initret_check_keeps_no_task_function_alive():
+    import gc
+    import weakref
+
+    from initret.pool import accepts_initret
+
+    holder = h.Holder()
+    payload = [0] * 10
+
+    def closure(x, initret=None):
+        return payload[x]
+
+    refs = [weakref.ref(holder), weakref.ref(closure)]
+    partial = functools.partial(h.report, initret=None)
+    refs.append(weakref.ref(partial))
+    assert accepts_initret(holder.method) and accepts_initret(closure)
+    assert not accepts_initret(partial)  # binds initret= itself
+    with Pool(2, initializer=h.returns_answer) as pool:
+        assert pool.map(holder.method, range(4)) == [1, 2, 3, 4]
+        assert pool.map(functools.partial(h.lookup, initret=[7, 8]), [1, 0]) == [8, 7]
+    pool.join()
+    del holder, closure, partial
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+
+
+@pytest.mark.parametrize("expect", [None, True])
+@pytest.mark.parametrize("initializer", [None, h.returns_answer])
+def test_a_partial_that_binds_initret_keeps_its_value(expect, initializer):
+    table = ["a", "b", "c"]
+    task = functools.partial(h.lookup, initret=table)
+    with multiprocessing.Pool(1) as stdlib:
+        expected = stdlib.map(task, [2, 0, 1])
+    assert expected == ["c", "a", "b"]
+    with Pool(2, initializer=initializer, expect_initret=expect) as pool:
+        assert pool.map(task, [2, 0, 1]) == expected
+        assert list(pool.imap(task, [2, 0, 1], chunksize=2)) == expected
+        assert pool.apply(task, (1,)) == "b"
+        assert pool.starmap(task, [(0,), (2,)]) == ["a", "c"]

@@ -29,3 +29,15 @@ def test_readme_example_runs(readme, block, tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("readme", ["README.md", "python/README.md"])
+def test_readme_pickled_dispatcher_example_runs(readme, tmp_path):
+    blocks = [b for b in python_blocks(readme) if "counts_shared" in b]
+    assert len(blocks) == 1, f"{readme} lost its pickled-Dispatcher example"
+    script = tmp_path / "example.py"
+    script.write_text(blocks[0], encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr

@@ -3,23 +3,42 @@
 
 use super::CountWord;
 
+/// A query word the kernels read: `u32`, or `u64`, which also carries `i64`
+/// batches (a negative `i64` is a `u64` of at least 2^63, past any table).
+/// Every kernel is written once over this; the `u32` instances are the
+/// same code as before `u64` existed (`row` is a plain widening).
+pub(crate) trait QueryWord: Copy + Send + Sync + 'static {
+    /// The row this word names; `usize::MAX` (past any table) for a `u64`
+    /// that does not fit a `usize` (32-bit targets only).
+    fn row(self) -> usize;
+}
+
+impl QueryWord for u32 {
+    #[inline(always)]
+    fn row(self) -> usize {
+        self as usize
+    }
+}
+
+impl QueryWord for u64 {
+    #[inline(always)]
+    fn row(self) -> usize {
+        usize::try_from(self).unwrap_or(usize::MAX)
+    }
+}
+
 /// Writes `counts[queries[i]]` to `out[i]`; on the first query
 /// `>= counts.len()` stops and returns its position.
 ///
 /// Only `min(queries.len(), out.len())` queries are looked at.
-///
-/// ```
-/// use initret::arch::all::lookup;
-///
-/// let mut out = [0; 3];
-/// assert_eq!(lookup(&[4u8, 5], &[1, 0, 1], &mut out), Ok(()));
-/// assert_eq!(out, [5, 4, 5]);
-/// assert_eq!(lookup(&[4u32, 5], &[1, 2, 3], &mut out), Err(1));
-/// ```
 #[inline]
-pub fn lookup<C: CountWord>(counts: &[C], queries: &[u32], out: &mut [u32]) -> Result<(), usize> {
+pub(crate) fn lookup<C: CountWord, Q: QueryWord>(
+    counts: &[C],
+    queries: &[Q],
+    out: &mut [u32],
+) -> Result<(), usize> {
     for (position, (&index, slot)) in queries.iter().zip(out.iter_mut()).enumerate() {
-        match counts.get(index as usize) {
+        match counts.get(index.row()) {
             Some(&count) => *slot = count.into(),
             None => return Err(position),
         }
@@ -27,39 +46,16 @@ pub fn lookup<C: CountWord>(counts: &[C], queries: &[u32], out: &mut [u32]) -> R
     Ok(())
 }
 
-/// [`lookup`], asking the CPU `distance` queries ahead for the count it will
-/// need then, so that on tables larger than the caches several DRAM misses
-/// are in flight at once. Where the target has no prefetch hint, the same
-/// as [`lookup`].
-///
-/// ```
-/// use initret::arch::all::lookup_prefetching;
-///
-/// let mut out = [0; 3];
-/// assert_eq!(lookup_prefetching(&[4u8, 5], &[1, 0, 1], &mut out, 2), Ok(()));
-/// assert_eq!(out, [5, 4, 5]);
-/// // An index ahead that is out of range is only a hint, then an error in turn.
-/// assert_eq!(lookup_prefetching(&[4u8, 5], &[1, 0, 9], &mut out, 2), Err(2));
-/// ```
-#[inline]
-pub fn lookup_prefetching<C: CountWord>(
-    counts: &[C],
-    queries: &[u32],
-    out: &mut [u32],
-    distance: usize,
-) -> Result<(), usize> {
-    lookup_hinted(counts, queries, out, distance, false)
-}
-
 /// The scalar loop of the `scalar` kernels on large batches: like the vector
-/// kernels, it prefetches the query stream ahead, prefetches counts
-/// `distance` queries ahead (0: not), and with `streaming` writes the
+/// kernels, it prefetches the query stream ahead, asks for the counts
+/// `distance` queries ahead (0: not), so that on tables larger than the
+/// caches several DRAM misses are in flight at once, and with `streaming` writes the
 /// counts with non-temporal stores where the target has them, so that the
 /// measurement between kernels compares fetch strategies, not store paths.
 #[inline]
-fn lookup_hinted<C: CountWord>(
+fn lookup_hinted<C: CountWord, Q: QueryWord>(
     counts: &[C],
-    queries: &[u32],
+    queries: &[Q],
     out: &mut [u32],
     distance: usize,
     streaming: bool,
@@ -77,9 +73,9 @@ fn lookup_hinted<C: CountWord>(
         if distance != 0
             && let Some(&ahead) = queries.get(position + distance)
         {
-            prefetch_read(counts.as_ptr().wrapping_add(ahead as usize).cast());
+            prefetch_read(counts.as_ptr().wrapping_add(ahead.row()).cast());
         }
-        match counts.get(index as usize) {
+        match counts.get(index.row()) {
             Some(&count) if streaming => store_streaming(slot, count.into()),
             Some(&count) => *slot = count.into(),
             None => {
@@ -95,11 +91,9 @@ fn lookup_hinted<C: CountWord>(
 }
 
 /// How many queries ahead of the current one the query stream itself is
-/// prefetched. The hardware prefetcher falls behind on the sequential query
-/// stream while the random count loads keep the load queue full; asking for
-/// the queries 8 KiB ahead doubled the rate at 2^24 queries into 2^16 rows
-/// on the 2-core AMD EPYC (Zen 5) VM: 4.9 ms without, 3.2 ms at 256 queries
-/// ahead, 2.4–2.6 ms at 1024 to 4096 (BENCHMARKS.md).
+/// prefetched: the hardware prefetcher falls behind on the sequential query
+/// stream while the random count loads keep the load queue full
+/// (measurements in BENCHMARKS.md).
 pub(crate) const QUERY_PREFETCH_AHEAD: usize = 2048;
 
 /// `*slot = value`, bypassing the caches where the target can (`movnti`).
@@ -144,7 +138,7 @@ pub(crate) fn prefetch_read(ptr: *const u8) {
     let _ = ptr;
 }
 
-/// [`lookup`] or [`lookup_prefetching`] with the signature of the vector
+/// [`lookup`] or [`lookup_hinted`] with the signature of the vector
 /// kernels' function pointers: `padded` holds `rows` counts followed by
 /// padding.
 ///
@@ -152,10 +146,10 @@ pub(crate) fn prefetch_read(ptr: *const u8) {
 ///
 /// Always safe to call; it is `unsafe fn` only to share a pointer type with
 /// routines that need CPU features.
-pub(crate) unsafe fn lookup_raw<C: CountWord>(
+pub(crate) unsafe fn lookup_raw<C: CountWord, Q: QueryWord>(
     padded: &[C],
     rows: usize,
-    queries: &[u32],
+    queries: &[Q],
     out: &mut [u32],
     streaming: bool,
     prefetch: usize,
@@ -165,5 +159,40 @@ pub(crate) unsafe fn lookup_raw<C: CountWord>(
         lookup(counts, queries, out)
     } else {
         lookup_hinted(counts, queries, out, prefetch, streaming)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn looks_up_and_stops_at_the_first_bad_index() {
+        let mut out = [0; 3];
+        assert_eq!(lookup(&[4u8, 5], &[1u32, 0, 1], &mut out), Ok(()));
+        assert_eq!(out, [5, 4, 5]);
+        assert_eq!(lookup(&[4u32, 5], &[1u32, 2, 3], &mut out), Err(1));
+        assert_eq!(lookup(&[4u8, 5], &[1u64, 0, 1], &mut out), Ok(()));
+        assert_eq!(out, [5, 4, 5]);
+        let negative = (-1i64).cast_unsigned();
+        assert_eq!(lookup(&[4u8, 5], &[1, negative, 1 << 32], &mut out), Err(1));
+    }
+
+    #[test]
+    fn an_index_ahead_out_of_range_is_only_a_hint() {
+        let mut out = [0; 3];
+        assert_eq!(
+            lookup_hinted(&[4u8, 5], &[1u32, 0, 1], &mut out, 2, false),
+            Ok(())
+        );
+        assert_eq!(out, [5, 4, 5]);
+        assert_eq!(
+            lookup_hinted(&[4u8, 5], &[1u32, 0, 9], &mut out, 2, false),
+            Err(2)
+        );
+        assert_eq!(
+            lookup_hinted(&[4u8, 5], &[1, 0, u64::MAX], &mut out, 1, true),
+            Err(2)
+        );
     }
 }

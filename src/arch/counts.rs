@@ -5,7 +5,10 @@
 //! what matters: the seed's 2^16 rows take 64 KiB as `u8` rather than 256 KiB
 //! as `u32`, and more of it stays in the L1 and L2 caches.
 
-use crate::BitTable;
+use std::sync::Arc;
+
+use super::buffer::{CountBuffer, CountMemory};
+use crate::{BitTable, Error};
 
 mod sealed {
     pub trait Sealed {}
@@ -57,10 +60,10 @@ impl CountWord for u32 {
 /// inside the allocation (the vector kernels gather 32-bit words and mask
 /// them down).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum CountWords {
-    U8(Vec<u8>),
-    U16(Vec<u16>),
-    U32(Vec<u32>),
+pub(crate) enum CountStorage {
+    U8(CountBuffer<u8>),
+    U16(CountBuffer<u16>),
+    U32(CountBuffer<u32>),
 }
 
 /// The popcount of every row of a table, in the narrowest of `u8`, `u16`
@@ -78,7 +81,7 @@ pub(crate) enum CountWords {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CountTable {
     rows: usize,
-    words: CountWords,
+    words: CountStorage,
 }
 
 impl CountTable {
@@ -100,22 +103,21 @@ impl CountTable {
     /// assert_eq!(counts.bytes_per_count(), 4);
     /// ```
     pub fn from_counts(counts: &[u32]) -> CountTable {
-        fn padded<C: CountWord>(counts: &[u32], narrow: impl Fn(u32) -> C) -> Vec<C> {
+        fn padded<C: CountWord>(counts: &[u32], narrow: impl Fn(u32) -> C) -> CountBuffer<C> {
             // Enough trailing zeros that 4 bytes read from the last count's
-            // first byte stay inside the vector.
+            // first byte stay inside the buffer.
             let pad = 4usize.div_ceil(C::BYTES) - 1;
-            let mut words = Vec::with_capacity(counts.len() + pad);
-            words.extend(counts.iter().map(|&c| narrow(c)));
-            words.resize(counts.len() + pad, C::ZERO);
-            words
+            CountBuffer::from_fn(counts.len() + pad, |i| {
+                counts.get(i).map_or(C::ZERO, |&c| narrow(c))
+            })
         }
         let max = counts.iter().copied().max().unwrap_or(0);
         let words = if max <= u32::from(u8::MAX) {
-            CountWords::U8(padded(counts, |c| c as u8))
+            CountStorage::U8(padded(counts, |c| c as u8))
         } else if max <= u32::from(u16::MAX) {
-            CountWords::U16(padded(counts, |c| c as u16))
+            CountStorage::U16(padded(counts, |c| c as u16))
         } else {
-            CountWords::U32(padded(counts, |c| c))
+            CountStorage::U32(padded(counts, |c| c))
         };
         CountTable {
             rows: counts.len(),
@@ -124,10 +126,6 @@ impl CountTable {
     }
 
     /// Number of rows.
-    ///
-    /// ```
-    /// assert_eq!(initret::arch::CountTable::from_counts(&[1, 2, 3]).rows(), 3);
-    /// ```
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -139,9 +137,9 @@ impl CountTable {
     /// ```
     pub fn bytes_per_count(&self) -> usize {
         match &self.words {
-            CountWords::U8(_) => 1,
-            CountWords::U16(_) => 2,
-            CountWords::U32(_) => 4,
+            CountStorage::U8(_) => 1,
+            CountStorage::U16(_) => 2,
+            CountStorage::U32(_) => 4,
         }
     }
 
@@ -156,13 +154,139 @@ impl CountTable {
             return None;
         }
         match &self.words {
-            CountWords::U8(w) => w.get(row).map(|&c| c.into()),
-            CountWords::U16(w) => w.get(row).map(|&c| c.into()),
-            CountWords::U32(w) => w.get(row).copied(),
+            CountStorage::U8(w) => w.get(row).map(|&c| c.into()),
+            CountStorage::U16(w) => w.get(row).map(|&c| c.into()),
+            CountStorage::U32(w) => w.get(row).copied(),
         }
     }
 
-    pub(crate) fn words(&self) -> &CountWords {
+    /// Bytes of count memory, padding included.
+    ///
+    /// ```
+    /// assert_eq!(initret::arch::CountTable::from_counts(&[1, 2]).bytes(), 5);
+    /// ```
+    pub fn bytes(&self) -> usize {
+        match &self.words {
+            CountStorage::U8(w) => w.len(),
+            CountStorage::U16(w) => w.len() * 2,
+            CountStorage::U32(w) => w.len() * 4,
+        }
+    }
+
+    /// Whether the counts were allocated with a request for transparent
+    /// huge pages (tables of 2 MiB or more, on Linux).
+    ///
+    /// ```
+    /// let counts = initret::arch::CountTable::from_counts(&vec![0; 4 << 20]);
+    /// assert_eq!(counts.huge_pages_requested(), cfg!(target_os = "linux"));
+    /// ```
+    pub fn huge_pages_requested(&self) -> bool {
+        match &self.words {
+            CountStorage::U8(w) => w.huge_pages_advised(),
+            CountStorage::U16(w) => w.huge_pages_advised(),
+            CountStorage::U32(w) => w.huge_pages_advised(),
+        }
+    }
+
+    /// Bytes of the counts the kernel backs with transparent huge pages
+    /// (`AnonHugePages` in `/proc/self/smaps`); `None` where that cannot be
+    /// read (other systems).
+    pub fn huge_page_bytes(&self) -> Option<u64> {
+        match &self.words {
+            CountStorage::U8(w) => w.huge_page_bytes(),
+            CountStorage::U16(w) => w.huge_page_bytes(),
+            CountStorage::U32(w) => w.huge_page_bytes(),
+        }
+    }
+
+    /// The count memory as bytes, padding included (native byte order):
+    /// what [`CountTable::from_memory`] takes back, with [`rows`](CountTable::rows)
+    /// and [`bytes_per_count`](CountTable::bytes_per_count).
+    ///
+    /// ```
+    /// assert_eq!(initret::arch::CountTable::from_counts(&[1, 2]).as_bytes(), &[1, 2, 0, 0, 0]);
+    /// ```
+    pub fn as_bytes(&self) -> &[u8] {
+        fn bytes<C: CountWord>(words: &[C]) -> &[u8] {
+            // SAFETY: `C` is `u8`, `u16` or `u32` (sealed): no padding, and
+            // every byte of the slice is initialised; the length is the
+            // slice's size in bytes.
+            unsafe {
+                std::slice::from_raw_parts(words.as_ptr().cast(), std::mem::size_of_val(words))
+            }
+        }
+        match &self.words {
+            CountStorage::U8(w) => bytes(w),
+            CountStorage::U16(w) => bytes(w),
+            CountStorage::U32(w) => bytes(w),
+        }
+    }
+
+    /// A table of `rows` counts of `bytes_per_count` bytes (1, 2 or 4) read
+    /// in place from `memory`, as [`CountTable::as_bytes`] laid them out:
+    /// a table in a shared-memory mapping serves every process that maps
+    /// it, with no copy. The table keeps `memory` alive.
+    ///
+    /// Fails with [`Error::InvalidTable`] when `bytes_per_count` is not 1,
+    /// 2 or 4, or the memory is too short (counts and padding) or not
+    /// aligned for the count width.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use initret::arch::CountTable;
+    ///
+    /// let owned = CountTable::from_counts(&[3, 1, 4]);
+    /// let memory = Arc::new(owned.as_bytes().to_vec());
+    /// let borrowed = CountTable::from_memory(memory, owned.rows(), owned.bytes_per_count())?;
+    /// assert_eq!(borrowed, owned);
+    /// assert!(borrowed.is_borrowed());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn from_memory(
+        memory: Arc<dyn CountMemory>,
+        rows: usize,
+        bytes_per_count: usize,
+    ) -> Result<CountTable, Error> {
+        fn borrow<C: CountWord>(
+            memory: Arc<dyn CountMemory>,
+            rows: usize,
+        ) -> Result<CountBuffer<C>, Error> {
+            let pad = 4usize.div_ceil(C::BYTES) - 1;
+            let have = memory.bytes().len();
+            let len = rows
+                .checked_add(pad)
+                .ok_or_else(|| Error::InvalidTable("too many rows".into()))?;
+            CountBuffer::borrowed(memory, len).ok_or_else(|| {
+                Error::InvalidTable(format!(
+                    "{have} bytes of count memory cannot hold {rows} counts of {} bytes and {pad} of padding, aligned",
+                    C::BYTES
+                ))
+            })
+        }
+        let words = match bytes_per_count {
+            1 => CountStorage::U8(borrow(memory, rows)?),
+            2 => CountStorage::U16(borrow(memory, rows)?),
+            4 => CountStorage::U32(borrow(memory, rows)?),
+            other => {
+                return Err(Error::InvalidTable(format!(
+                    "counts are 1, 2 or 4 bytes wide, not {other}"
+                )));
+            }
+        };
+        Ok(CountTable { rows, words })
+    }
+
+    /// Whether the counts live in memory this table does not own
+    /// ([`CountTable::from_memory`]).
+    pub fn is_borrowed(&self) -> bool {
+        match &self.words {
+            CountStorage::U8(w) => w.is_borrowed(),
+            CountStorage::U16(w) => w.is_borrowed(),
+            CountStorage::U32(w) => w.is_borrowed(),
+        }
+    }
+
+    pub(crate) fn words(&self) -> &CountStorage {
         &self.words
     }
 }

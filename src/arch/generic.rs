@@ -1,4 +1,4 @@
-//! The vector lookup algorithm, written once over [`GatherVector`].
+//! The vector lookup algorithm, written once over [`LaneVector`].
 //!
 //! Per block of `LANES` queries: load the indices, check them all against the
 //! last valid row in one compare, fetch the counts, store them. A block with
@@ -8,22 +8,19 @@
 //! The counts are fetched one of two ways, chosen by the `GATHER` parameter:
 //! with the ISA's gather instruction, or with unrolled scalar loads of the
 //! already range-checked indices. Which is faster depends on the machine,
-//! not on the instruction set: since the 2023 "Downfall" microcode,
-//! `vpgatherdd` is slow microcode on Intel cores from Skylake to Tiger Lake,
-//! while AMD's Zen cores run it at full speed. No CPUID bit tells the two
-//! apart, so [`CpuBackend`](crate::cpu::CpuBackend) times both and keeps
-//! the faster. Either way, a non-zero `prefetch` distance asks for the count
+//! not on the instruction set, so [`Calibration`](super::Calibration) times
+//! both and keeps the faster. Either way, a non-zero `prefetch` distance asks for the count
 //! of the query that many positions ahead, so that tables far larger than
 //! the caches keep many DRAM misses in flight.
 
 use super::CountWord;
-use super::all::{self, QUERY_PREFETCH_AHEAD};
+use super::all::{self, QUERY_PREFETCH_AHEAD, QueryWord};
 
 /// The handful of vector operations the algorithm needs.
 ///
 /// Implementations are `#[inline(always)]` so that, as in memchr, the
 /// intrinsics end up inside the caller's `#[target_feature]` function.
-pub(crate) trait GatherVector: Copy {
+pub(crate) trait LaneVector: Copy {
     /// Number of `u32` lanes.
     const LANES: usize;
 
@@ -38,6 +35,14 @@ pub(crate) trait GatherVector: Copy {
     /// # Safety
     /// The ISA is supported and `ptr` is valid for reading `LANES` words.
     unsafe fn load(ptr: *const u32) -> Self;
+
+    /// Loads `LANES` `u64` words and returns their low 32-bit halves, one
+    /// per lane in order, and whether every high half was zero: a 64-bit
+    /// batch read directly, never copied into a `u32` one.
+    ///
+    /// # Safety
+    /// The ISA is supported and `ptr` is valid for reading `LANES` `u64`s.
+    unsafe fn load_wide(ptr: *const u64) -> (Self, bool);
 
     /// Whether every lane is `<=` the matching lane of `max` (unsigned).
     ///
@@ -73,7 +78,7 @@ pub(crate) trait GatherVector: Copy {
 
     /// Store of `LANES` words that bypasses the cache where the ISA can
     /// (a non-temporal store), followed at the end of the batch by
-    /// [`GatherVector::fence`].
+    /// [`LaneVector::fence`].
     ///
     /// # Safety
     /// The ISA is supported and `ptr` is valid for writing `LANES` words and
@@ -97,6 +102,32 @@ pub(crate) trait GatherVector: Copy {
     unsafe fn fence();
 }
 
+/// A [`QueryWord`] loaded `LANES` at a time into `u32` lanes.
+pub(crate) trait VectorQuery: QueryWord {
+    /// The `LANES` words at `ptr` as `u32` lanes, and whether they all fit
+    /// (are below 2^32); a word that does not fit is past any table.
+    ///
+    /// # Safety
+    /// The ISA is supported and `ptr` is valid for reading `LANES` words.
+    unsafe fn load_lanes<V: LaneVector>(ptr: *const Self) -> (V, bool);
+}
+
+impl VectorQuery for u32 {
+    #[inline(always)]
+    unsafe fn load_lanes<V: LaneVector>(ptr: *const u32) -> (V, bool) {
+        // SAFETY: forwarded from this function's contract.
+        (unsafe { V::load(ptr) }, true)
+    }
+}
+
+impl VectorQuery for u64 {
+    #[inline(always)]
+    unsafe fn load_lanes<V: LaneVector>(ptr: *const u64) -> (V, bool) {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { V::load_wide(ptr) }
+    }
+}
+
 /// Defines a module's `lookup_gather` and `lookup_loads`: [`lookup`] over
 /// the vector type `$vector`, compiled with the target feature `$feature`
 /// so that the intrinsics inline, as memchr's per-ISA wrappers do. Only the
@@ -109,17 +140,17 @@ macro_rules! target_lookups {
             /// # Safety
             #[doc = concat!("The CPU supports ", $isa, ", and the rest of [`generic::lookup`]'s contract holds.")]
             #[target_feature(enable = $feature)]
-            pub(crate) unsafe fn $name<C: $crate::arch::CountWord>(
+            pub(crate) unsafe fn $name<C: $crate::arch::CountWord, Q: $crate::arch::generic::VectorQuery>(
                 padded: &[C],
                 rows: usize,
-                queries: &[u32],
+                queries: &[Q],
                 out: &mut [u32],
                 streaming: bool,
                 prefetch: usize,
             ) -> Result<(), usize> {
                 // SAFETY: forwarded from this function's own contract.
                 unsafe {
-                    $crate::arch::generic::lookup::<$vector, C, $gather>(
+                    $crate::arch::generic::lookup::<$vector, C, Q, $gather>(
                         padded, rows, queries, out, streaming, prefetch,
                     )
                 }
@@ -129,11 +160,14 @@ macro_rules! target_lookups {
 }
 pub(crate) use target_lookups;
 
-/// The most lanes any [`GatherVector`] has (AVX-512's 16).
+/// The most lanes any [`LaneVector`] has (AVX-512's 16).
 const MAX_LANES: usize = 16;
 
 /// `out[i] = counts[queries[i]]` (the first `rows` entries of `padded`),
-/// or the first bad position. With `GATHER`, the counts are gathered;
+/// or the first bad position. The queries are `u32` words or 64-bit ones
+/// (`Q`), read in place either way: a block of 64-bit words is narrowed in
+/// registers ([`LaneVector::load_wide`]) and range checked as `u32` lanes
+/// plus one test that every high half is zero. With `GATHER`, the counts are gathered;
 /// otherwise they are read with one scalar load per lane. With `streaming`,
 /// full vectors are written with non-temporal stores. With `prefetch > 0`,
 /// the counts `prefetch` queries ahead are prefetched.
@@ -144,10 +178,10 @@ const MAX_LANES: usize = 16;
 /// any of them (as [`CountTable`](super::CountTable) stores them); with
 /// `GATHER`, `rows × C::BYTES <= 2^31`; and `out.len() >= queries.len()`.
 #[inline(always)]
-pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord, const GATHER: bool>(
+pub(crate) unsafe fn lookup<V: LaneVector, C: CountWord, Q: VectorQuery, const GATHER: bool>(
     padded: &[C],
     rows: usize,
-    queries: &[u32],
+    queries: &[Q],
     out: &mut [u32],
     streaming: bool,
     prefetch: usize,
@@ -176,9 +210,9 @@ pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord, const GATHER: bool>(
     while i + V::LANES <= n {
         // SAFETY: ISA as above; `i + LANES <= n = queries.len()`, so the
         // LANES words read from `queries + i` are in bounds.
-        let indices = unsafe { V::load(queries.as_ptr().add(i)) };
-        // SAFETY: ISA as above.
-        if !unsafe { indices.all_at_most(max) } {
+        let (indices, fit) = unsafe { Q::load_lanes::<V>(queries.as_ptr().add(i)) };
+        // SAFETY: ISA as above. (`fit` is the constant `true` for `u32`.)
+        if !(fit && unsafe { indices.all_at_most(max) }) {
             let end = i + V::LANES;
             result = all::lookup(counts, &queries[i..end], &mut out[i..end]).map_err(|p| i + p);
             break;
@@ -200,14 +234,14 @@ pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord, const GATHER: bool>(
                 // prefetches never fault), so an out-of-range index ahead is
                 // harmless: it is range-checked when its own block comes.
                 unsafe {
-                    let ahead = *queries.get_unchecked(i + prefetch + k) as usize;
+                    let ahead = queries.get_unchecked(i + prefetch + k).row();
                     V::prefetch(base.cast::<u8>().wrapping_add(ahead << C::SHIFT));
                 }
             }
         }
         if GATHER {
-            // SAFETY: ISA as above; `all_at_most(max)` just proved every lane
-            // `<= last_row`, so its byte offset `lane × C::BYTES` is the start
+            // SAFETY: ISA as above; `fit && all_at_most(max)` just proved
+            // every lane (the whole query) `<= last_row`, so its byte offset `lane × C::BYTES` is the start
             // of a count, below `rows × C::BYTES <= 2^31` (caller, with
             // GATHER), with 4 readable bytes there thanks to the padding.
             let found = unsafe {
@@ -254,9 +288,8 @@ pub(crate) unsafe fn lookup<V: GatherVector, C: CountWord, const GATHER: bool>(
                 }
             } else {
                 // Outputs that stay in the cache take the counts with scalar
-                // stores: assembling a vector first measured slower (AVX-512
-                // loads at 2^16 rows on the Zen 5 VM: 3.4 against 3.8 G
-                // lookups/s on one thread).
+                // stores: assembling a vector first measured slower
+                // (BENCHMARKS.md).
                 for (k, &index) in checked[..V::LANES].iter().enumerate() {
                     // SAFETY: the count read as in the streaming branch;
                     // `i + k < n <= out.len()` (caller) for the write.

@@ -3,7 +3,6 @@
 //! caller or `INITRET_FORCE_ISA` asks for.
 
 use std::fmt;
-use std::sync::OnceLock;
 
 use super::{FORCE_ISA_ENV, Isa, all};
 use crate::Error;
@@ -19,14 +18,10 @@ pub enum Fetch {
 }
 
 /// The prefetch distances (in queries) that kernels are offered with, as
-/// well as none. Measured, not guessed: on the 2-core AMD EPYC (Zen 5)
-/// development VM, with 2^24 random queries into 2^26 rows of `u8` counts
-/// (64 MiB, past its 32 MiB L3), distances of 64 to 128 queries ran
-/// 1.3–1.9× faster than none and 16 gained nothing; on the Intel Xeon of
-/// issue 7, 32 to 64 did best. At 2^16 rows (in L2) prefetching costs a
-/// little. Which distance, if any, wins on a given machine and table is left
-/// to [`Calibration`](super::Calibration).
-pub const PREFETCH_DISTANCES: [u16; 2] = [32, 128];
+/// well as none. Which one, if any, wins depends on the table against this
+/// machine's caches, so [`Calibration`](super::Calibration) picks
+/// (measurements in BENCHMARKS.md).
+pub(crate) const PREFETCH_DISTANCES: [u16; 2] = [32, 128];
 
 /// One lookup routine: an instruction set, how it fetches counts, and how
 /// many queries ahead it prefetches (0: it does not).
@@ -147,6 +142,20 @@ impl Kernel {
     }
 
     pub(crate) fn check_available(self) -> Result<Kernel, Error> {
+        if self.fetch == Fetch::Gather && !matches!(self.isa, Isa::Avx2 | Isa::Avx512) {
+            return Err(Error::IsaUnavailable {
+                requested: format!("{}-gather", self.isa.name()),
+                reason: format!(
+                    "there is no {} gather kernel (only avx2 and avx512 gather); kernels available here: {}",
+                    self.isa.name(),
+                    Kernel::available()
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         self.isa.check_available()?;
         if self.is_available() {
             Ok(self)
@@ -159,7 +168,7 @@ impl Kernel {
     }
 
     /// Every kernel of `isa` this CPU can run: scalar loads without and with
-    /// each distance of [`PREFETCH_DISTANCES`] (where the target can
+    /// each of the prefetch distances 32 and 128 (where the target can
     /// prefetch), then, for AVX2 and AVX-512, one gather kernel without
     /// prefetching.
     ///
@@ -262,8 +271,8 @@ impl KernelRequest {
     /// the measurement to its kernels, a kernel's full name (such as
     /// `avx512-loads-pf64`) fixes the kernel, and an unset or empty variable
     /// measures every kernel. An unknown name, or one this CPU cannot run,
-    /// is [`Error::IsaUnavailable`], never a quiet fallback. Read once per
-    /// process.
+    /// is [`Error::IsaUnavailable`], never a quiet fallback. Read anew on
+    /// every call, so every backend built sees the variable as it is then.
     ///
     /// ```
     /// let request = initret::arch::KernelRequest::from_env()?;
@@ -271,23 +280,26 @@ impl KernelRequest {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn from_env() -> Result<KernelRequest, Error> {
-        static FROM_ENV: OnceLock<Result<KernelRequest, (String, String)>> = OnceLock::new();
-        FROM_ENV
-            .get_or_init(|| match std::env::var(FORCE_ISA_ENV) {
-                Ok(name) if !name.trim().is_empty() => name
-                    .parse::<KernelRequest>()
-                    .and_then(KernelRequest::check_available)
-                    .map_err(|e| match e {
-                        Error::IsaUnavailable { requested, reason } => (requested, reason),
-                        other => (name, other.to_string()),
-                    }),
-                _ => Ok(KernelRequest::Measure { isa: None }),
-            })
-            .clone()
-            .map_err(|(requested, reason)| Error::IsaUnavailable {
-                requested,
-                reason: format!("{reason} (set by {FORCE_ISA_ENV})"),
-            })
+        match std::env::var(FORCE_ISA_ENV) {
+            Ok(name) if !name.trim().is_empty() => name
+                .parse::<KernelRequest>()
+                .and_then(KernelRequest::check_available)
+                .map_err(|e| match e {
+                    Error::IsaUnavailable { requested, reason } => Error::IsaUnavailable {
+                        requested,
+                        reason: format!("{reason} (set by {FORCE_ISA_ENV})"),
+                    },
+                    other => Error::IsaUnavailable {
+                        requested: name,
+                        reason: format!("{other} (set by {FORCE_ISA_ENV})"),
+                    },
+                }),
+            Err(std::env::VarError::NotUnicode(name)) => Err(Error::IsaUnavailable {
+                requested: name.to_string_lossy().into_owned(),
+                reason: format!("not valid UTF-8 (set by {FORCE_ISA_ENV})"),
+            }),
+            _ => Ok(KernelRequest::Measure { isa: None }),
+        }
     }
 
     /// This request, or [`Error::IsaUnavailable`] if this CPU cannot serve it.
@@ -366,6 +378,26 @@ mod tests {
             "avx2-loads-pf32-pf64",
         ] {
             assert!(name.parse::<Kernel>().is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_gather_kernel_of_an_isa_without_gathers_is_named_as_such() {
+        for name in ["scalar-gather", "neon-gather"] {
+            let err = name
+                .parse::<KernelRequest>()
+                .and_then(KernelRequest::check_available)
+                .unwrap_err();
+            let Error::IsaUnavailable { requested, reason } = err else {
+                panic!("{name}: {err}");
+            };
+            assert_eq!(requested, name);
+            let isa = name.split('-').next().unwrap();
+            assert!(
+                reason.contains(&format!("there is no {isa} gather kernel")),
+                "{reason}"
+            );
+            assert!(reason.contains("scalar"), "{reason}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! Popcount lookup kernels, one per instruction set, chosen at run time.
 //!
-//! The layout follows memchr's `src/arch`: [`all`] is the portable scalar
+//! The layout follows memchr's `src/arch`: `all` is the portable scalar
 //! routine (also the reference the SIMD paths fall back to for tails and bad
 //! batches), `generic` writes the vector algorithm once over a small trait,
 //! and `x86_64/avx2`, `x86_64/avx512` and `aarch64/neon` are thin per-ISA
@@ -10,6 +10,16 @@
 //! [`CountTable`] an initializer derives once from a
 //! [`BitTable`](crate::BitTable). A query `>= rows` stops the kernel, which
 //! reports the first such position.
+//!
+//! The queries are `u32`, or 64-bit (`u64`, or `i64` read as the same
+//! words: a negative index is then one of at least 2^63, past any table).
+//! Every kernel has both instances of the one algorithm, and reads 64-bit
+//! queries in place: a vector of them is narrowed to `u32` lanes in
+//! registers, checked with the same compare plus one test that every high
+//! half is zero, and fetched as `u32` lanes are. No narrowed copy of a batch
+//! is ever made. Which kernel is fastest is measured separately for the two
+//! query widths ([`Calibration::measure`], [`Calibration::measure_wide`]),
+//! as a vector of 64-bit queries is twice the bytes.
 //!
 //! ```
 //! use initret::arch::{CountTable, Kernel, LookupKernel};
@@ -25,7 +35,8 @@
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod aarch64;
-pub mod all;
+mod all;
+pub(crate) mod buffer;
 mod counts;
 #[cfg(any(
     target_arch = "x86_64",
@@ -40,17 +51,23 @@ mod x86_64;
 use std::fmt;
 use std::sync::OnceLock;
 
-use crate::Error;
-use counts::CountWords;
+use crate::query::sealed::Words;
+use crate::{Error, QueryIndex};
+pub use buffer::{CountMemory, HUGE_PAGES_ENV, transparent_huge_pages_mode};
+use counts::CountStorage;
 pub use counts::{CountTable, CountWord};
-pub use kernel::{Fetch, Kernel, KernelRequest, PREFETCH_DISTANCES};
-pub use select::{CALIBRATION_QUERIES, CALIBRATION_ROUNDS, Calibration, KernelRate};
+#[cfg(feature = "harness")]
+pub(crate) use kernel::PREFETCH_DISTANCES;
+pub use kernel::{Fetch, Kernel, KernelRequest};
+#[cfg(feature = "harness")]
+pub(crate) use select::{CALIBRATION_QUERIES, CALIBRATION_ROUNDS};
+pub use select::{Calibration, KernelRate};
 
 /// Environment variable that steers the CPU kernel: an instruction set's
 /// name (`scalar`, `avx2`, `avx512`, `neon`) limits the measurement to that
 /// ISA's kernels, and a kernel's full name (`avx512-gather`, `scalar-pf128`;
 /// `scalar-loads` for the plain scalar loop) fixes the kernel. See
-/// [`KernelRequest::from_env`]. Read once per process.
+/// [`KernelRequest::from_env`]. Read each time a CPU backend is built.
 pub const FORCE_ISA_ENV: &str = "INITRET_FORCE_ISA";
 
 /// An instruction set a lookup kernel is written for.
@@ -250,16 +267,18 @@ pub fn cpu_features() -> Vec<(&'static str, bool)> {
 /// bigger than the caches, so bypassing them saves the read-for-ownership of
 /// every output line. Smaller outputs are stored normally, since the caller
 /// is likely to read them while they are still cached.
-pub const STREAM_MIN_QUERIES: usize = 1 << 18;
+pub(crate) const STREAM_MIN_QUERIES: usize = 1 << 18;
 
-/// The raw per-ISA routine over counts of type `C`: `(padded counts, rows,
-/// queries, out, streaming, prefetch distance)`. `unsafe` because it may use
-/// instructions the CPU lacks; [`LookupKernel`] only holds one whose ISA was
-/// checked.
-type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32], bool, usize) -> Result<(), usize>;
+/// The raw per-ISA routine over counts of type `C` and query words of type
+/// `Q`: `(padded counts, rows, queries, out, streaming, prefetch distance)`.
+/// `unsafe` because it may use instructions the CPU lacks; [`LookupKernel`]
+/// only holds one whose ISA was checked.
+type RawLookup<C, Q> = unsafe fn(&[C], usize, &[Q], &mut [u32], bool, usize) -> Result<(), usize>;
 
 /// A lookup routine for one [`Kernel`], chosen once (at backend build) and
-/// then called directly through function pointers, one per count width.
+/// then called directly through function pointers, one per count width and
+/// query width: the same algorithm reads `u32` queries, and `u64` or `i64`
+/// ones in place (no narrowed copy; see [`LookupKernel::lookup_indices`]).
 ///
 /// ```
 /// use initret::arch::{CountTable, Kernel, LookupKernel};
@@ -273,9 +292,12 @@ type RawLookup<C> = unsafe fn(&[C], usize, &[u32], &mut [u32], bool, usize) -> R
 #[derive(Clone, Copy)]
 pub struct LookupKernel {
     kernel: Kernel,
-    u8: RawLookup<u8>,
-    u16: RawLookup<u16>,
-    u32: RawLookup<u32>,
+    u8: RawLookup<u8, u32>,
+    u16: RawLookup<u16, u32>,
+    u32: RawLookup<u32, u32>,
+    wide_u8: RawLookup<u8, u64>,
+    wide_u16: RawLookup<u16, u64>,
+    wide_u32: RawLookup<u32, u64>,
 }
 
 impl fmt::Debug for LookupKernel {
@@ -286,7 +308,8 @@ impl fmt::Debug for LookupKernel {
     }
 }
 
-/// The three count widths' instances of one generic routine.
+/// The instances of one generic routine for the three count widths and the
+/// two query widths.
 macro_rules! routines {
     ($kernel:expr, $f:path) => {
         LookupKernel {
@@ -294,6 +317,9 @@ macro_rules! routines {
             u8: $f,
             u16: $f,
             u32: $f,
+            wide_u8: $f,
+            wide_u16: $f,
+            wide_u32: $f,
         }
     };
 }
@@ -359,30 +385,18 @@ impl LookupKernel {
     }
 
     /// The kernel this routine runs.
-    ///
-    /// ```
-    /// use initret::arch::{Kernel, LookupKernel};
-    /// assert_eq!(LookupKernel::new(Kernel::SCALAR)?.kernel().name(), "scalar");
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }
 
     /// The instruction set of the kernel.
-    ///
-    /// ```
-    /// use initret::arch::{Isa, Kernel, LookupKernel};
-    /// assert_eq!(LookupKernel::new(Kernel::SCALAR)?.isa(), Isa::Scalar);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn isa(&self) -> Isa {
         self.kernel.isa()
     }
 
     /// Writes the count of row `queries[i]` to `out[i]` for every `i`,
-    /// with streaming stores when there are at least [`STREAM_MIN_QUERIES`]
-    /// queries.
+    /// with streaming stores when there are at least 2^18 queries (their
+    /// output is far bigger than the caches).
     ///
     /// Fails with [`Error::OutputLength`] if `out` and `queries` differ in
     /// length, and with [`Error::IndexOutOfRange`] at the first query
@@ -404,6 +418,41 @@ impl LookupKernel {
         queries: &[u32],
         out: &mut [u32],
     ) -> Result<(), Error> {
+        self.lookup_indices(counts, queries, out)
+    }
+
+    /// [`LookupKernel::lookup`] for queries of any [`QueryIndex`] type:
+    /// `u32`, `u64` or `i64`. The kernel reads 64-bit queries directly
+    /// (a vector of them is narrowed in registers and range checked
+    /// there); a negative `i64` or a value `>= counts.rows()` is
+    /// [`Error::IndexOutOfRange`] at the first such position, with the value
+    /// as given.
+    ///
+    /// ```
+    /// use initret::Error;
+    /// use initret::arch::{CountTable, Kernel, LookupKernel};
+    ///
+    /// let counts = CountTable::from_counts(&[7, 8, 9]);
+    /// for kernel in Kernel::available() {
+    ///     let kernel = LookupKernel::new(kernel)?;
+    ///     let mut out = [0; 3];
+    ///     kernel.lookup_indices(&counts, &[2u64, 0, 1], &mut out)?;
+    ///     assert_eq!(out, [9, 7, 8]);
+    ///     kernel.lookup_indices(&counts, &[1i64, 1, 2], &mut out)?;
+    ///     assert_eq!(out, [8, 8, 9]);
+    ///     assert!(matches!(
+    ///         kernel.lookup_indices(&counts, &[0i64, -1, 5], &mut out),
+    ///         Err(Error::IndexOutOfRange { position: 1, index: -1, rows: 3 })
+    ///     ));
+    /// }
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn lookup_indices<Q: QueryIndex>(
+        &self,
+        counts: &CountTable,
+        queries: &[Q],
+        out: &mut [u32],
+    ) -> Result<(), Error> {
         let streaming = queries.len() >= STREAM_MIN_QUERIES;
         self.lookup_with_stores(counts, queries, out, streaming)
     }
@@ -411,30 +460,14 @@ impl LookupKernel {
     /// [`LookupKernel::lookup`] with the store kind chosen by the caller:
     /// a caller that splits one large batch into chunks decides `streaming`
     /// once, from the whole batch's size.
-    ///
-    /// ```
-    /// use initret::arch::{CountTable, Kernel, LookupKernel};
-    ///
-    /// for kernel in Kernel::available() {
-    ///     let mut out = [0; 3];
-    ///     LookupKernel::new(kernel)?.lookup_with_stores(&CountTable::from_counts(&[4, 5]), &[1, 0, 1], &mut out, true)?;
-    ///     assert_eq!(out, [5, 4, 5]);
-    /// }
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn lookup_with_stores(
+    pub(crate) fn lookup_with_stores<Q: QueryIndex>(
         &self,
         counts: &CountTable,
-        queries: &[u32],
+        queries: &[Q],
         out: &mut [u32],
         streaming: bool,
     ) -> Result<(), Error> {
-        if out.len() != queries.len() {
-            return Err(Error::OutputLength {
-                queries: queries.len(),
-                output: out.len(),
-            });
-        }
+        Error::check_output_len(queries.len(), out.len())?;
         let rows = counts.rows();
         // The gathers take signed 32-bit byte offsets: tables past 2^31
         // bytes of counts go to the same ISA's scalar loads, which index
@@ -451,22 +484,29 @@ impl LookupKernel {
         // `rows` counts plus the padding the 4-byte gathers need; and the
         // gather routines only see tables of at most 2^31 bytes (above).
         let result = unsafe {
-            match counts.words() {
-                CountWords::U8(words) => {
-                    (kernel.u8)(words, rows, queries, out, streaming, prefetch)
+            match (counts.words(), Q::words(queries)) {
+                (CountStorage::U8(words), Words::U32(q)) => {
+                    (kernel.u8)(words, rows, q, out, streaming, prefetch)
                 }
-                CountWords::U16(words) => {
-                    (kernel.u16)(words, rows, queries, out, streaming, prefetch)
+                (CountStorage::U16(words), Words::U32(q)) => {
+                    (kernel.u16)(words, rows, q, out, streaming, prefetch)
                 }
-                CountWords::U32(words) => {
-                    (kernel.u32)(words, rows, queries, out, streaming, prefetch)
+                (CountStorage::U32(words), Words::U32(q)) => {
+                    (kernel.u32)(words, rows, q, out, streaming, prefetch)
+                }
+                (CountStorage::U8(words), Words::U64(q)) => {
+                    (kernel.wide_u8)(words, rows, q, out, streaming, prefetch)
+                }
+                (CountStorage::U16(words), Words::U64(q)) => {
+                    (kernel.wide_u16)(words, rows, q, out, streaming, prefetch)
+                }
+                (CountStorage::U32(words), Words::U64(q)) => {
+                    (kernel.wide_u32)(words, rows, q, out, streaming, prefetch)
                 }
             }
         };
-        result.map_err(|position| Error::IndexOutOfRange {
-            position,
-            index: queries[position],
-            rows,
-        })
+        // The position is read again to be reported: if another thread
+        // rewrote it meanwhile, that is said, not a valid index called bad.
+        result.map_err(|position| Error::flagged(position, queries[position].to_i128(), rows))
     }
 }

@@ -1,43 +1,30 @@
 //! [`Calibration`]: the CPU backend's kernel, chosen by timing every
 //! candidate on the machine at hand, not by CPUID.
 //!
-//! Why measure: an instruction set's presence says nothing about its speed.
-//! On Intel cores from Skylake to Tiger Lake, the 2023 "Downfall" (Gather
-//! Data Sampling) microcode turns `vpgatherdd` into slow microcode, and
-//! inside a VM no CPU flag and no `/sys` file reveals it: there the AVX-512
-//! gather kernel ran 11× slower than the scalar loop. On AMD's Zen cores the
-//! same gather is fast. Which prefetch distance pays depends on the table's
-//! size against this machine's caches. So every candidate is timed.
+//! Why measure: an instruction set's presence says nothing about its speed
+//! (on some Intel cores the gather is slow microcode, and no CPU flag says
+//! so), and which prefetch distance pays depends on the table against this
+//! machine's caches. The measurements are in BENCHMARKS.md ("Why the CPU
+//! kernel is measured, not read off CPUID").
 //!
-//! The batch shape: [`CALIBRATION_QUERIES`] uniformly random row indices
-//! per timed run, a fresh batch for every run, written with the streaming
-//! (non-temporal) stores that large batches use: large batches are where
-//! the choice matters (milliseconds at 2^24 queries, microseconds for the
-//! seed's 2^16), and on the Zen 5 VM the store path changed the order (the
-//! scalar loop tied the AVX-512 loads kernel with plain stores, then ran
-//! 3.4 against 2.4 ms at 2^24 queries). Random queries are the
-//! workload the seed describes and the shape that punishes gathers and
-//! caches the most; sequential queries would flatter gathers (neighbouring
-//! lanes share cache lines) and hide the cost of DRAM misses. Fresh batches
-//! keep one run's cache lines from warming the next run's. The candidates
-//! take turns, [`CALIBRATION_ROUNDS`] rounds of one run each, so a burst of
-//! other load on the machine hits them all alike, and each keeps its best
-//! run. The cost is `rounds × candidates` runs, on one thread: with the 11
-//! kernels of an AVX-512 machine, 0.45–0.53 ms on a seed-sized table and
-//! 1.3–1.7 ms on a 2^26-row table past the caches (2-core AMD EPYC Zen 5
-//! VM).
+//! Each timed run looks up a fresh batch of [`CALIBRATION_QUERIES`]
+//! uniformly random row indices with streaming stores: the shape of the
+//! large batches, where the choice matters, and the one that punishes
+//! gathers and caches most. The candidates take turns,
+//! [`CALIBRATION_ROUNDS`] rounds of one run each, so a burst of other load
+//! on the machine hits them all alike; each keeps its best run.
 
 use std::time::Duration;
 
 use super::{CountTable, Kernel, LookupKernel};
-use crate::Error;
 use crate::random::SplitMix64;
+use crate::{Error, QueryIndex};
 
 /// Queries per timed calibration run.
-pub const CALIBRATION_QUERIES: usize = 1 << 13;
+pub(crate) const CALIBRATION_QUERIES: usize = 1 << 13;
 
 /// Timed runs per candidate kernel; each keeps its best.
-pub const CALIBRATION_ROUNDS: usize = 3;
+pub(crate) const CALIBRATION_ROUNDS: usize = 3;
 
 /// One candidate kernel's measured speed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -88,6 +75,35 @@ impl Calibration {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn measure(counts: &CountTable, candidates: &[Kernel]) -> Result<Calibration, Error> {
+        Calibration::measure_for::<u32>(counts, candidates)
+    }
+
+    /// [`Calibration::measure`] for 64-bit queries: times each candidate's
+    /// routine for `u64` queries, which also serves `i64` ones (read as the
+    /// same 64-bit words). Which kernel is fastest can differ from the
+    /// `u32` choice (each vector of queries is twice the bytes), so the CPU
+    /// backend measures both ([`CpuBackend::wide_calibration`]).
+    ///
+    /// [`CpuBackend::wide_calibration`]: crate::cpu::CpuBackend::wide_calibration
+    ///
+    /// ```
+    /// use initret::BitTable;
+    /// use initret::arch::{Calibration, CountTable, Kernel};
+    ///
+    /// let counts = CountTable::new(&BitTable::seed(1 << 16));
+    /// let calibration = Calibration::measure_wide(&counts, &Kernel::available())?;
+    /// assert!(Kernel::available().contains(&calibration.chosen()));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn measure_wide(counts: &CountTable, candidates: &[Kernel]) -> Result<Calibration, Error> {
+        Calibration::measure_for::<u64>(counts, candidates)
+    }
+
+    /// [`Calibration::measure`] with queries of type `Q`.
+    fn measure_for<Q: QueryIndex>(
+        counts: &CountTable,
+        candidates: &[Kernel],
+    ) -> Result<Calibration, Error> {
         if counts.rows() == 0 {
             return Err(Error::InvalidTable("the table has no rows".into()));
         }
@@ -113,11 +129,11 @@ impl Calibration {
             .map(|&k| LookupKernel::new(k))
             .collect::<Result<Vec<_>, Error>>()?;
         let mut rng = SplitMix64::new(0xCA1B_4A7E ^ counts.rows() as u64);
-        let mut queries = vec![0u32; CALIBRATION_QUERIES];
+        let mut queries = vec![Q::from_row(0); CALIBRATION_QUERIES];
         let mut out = vec![0u32; CALIBRATION_QUERIES];
         Calibration::choose(candidates, CALIBRATION_ROUNDS, |candidate, _round| {
             for q in queries.iter_mut() {
-                *q = rng.below(counts.rows() as u64) as u32;
+                *q = Q::from_row(rng.below(counts.rows() as u64) as u32);
             }
             crate::timing::best_of(1, || {
                 routines[candidate].lookup_with_stores(counts, &queries, &mut out, true)
@@ -160,26 +176,12 @@ impl Calibration {
     }
 
     /// The kernel chosen.
-    ///
-    /// ```
-    /// # use initret::arch::{Calibration, CountTable, Kernel};
-    /// let c = Calibration::measure(&CountTable::from_counts(&[3]), &[Kernel::SCALAR])?;
-    /// assert_eq!(c.chosen(), Kernel::SCALAR);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn chosen(&self) -> Kernel {
         self.chosen
     }
 
     /// Every candidate's rate, in candidate order; empty when there was
     /// nothing to choose between.
-    ///
-    /// ```
-    /// # use initret::arch::{Calibration, CountTable, Kernel};
-    /// let c = Calibration::measure(&CountTable::from_counts(&[3, 4]), &Kernel::available())?;
-    /// assert!(c.rates().iter().all(|r| r.lookups_per_s > 0.0));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
     pub fn rates(&self) -> &[KernelRate] {
         &self.rates
     }

@@ -4,21 +4,20 @@
 use super::summary::{ADAPTER_ENV, AdapterSummary};
 use crate::Error;
 
-impl AdapterSummary {
-    pub(super) fn from_adapter(adapter: &wgpu::Adapter) -> AdapterSummary {
-        let info = adapter.get_info();
-        let limits = adapter.limits();
-        AdapterSummary {
-            name: info.name,
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: info.driver,
-            driver_info: info.driver_info,
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
-            max_buffer_size: limits.max_buffer_size,
-            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-        }
+/// What the crate reports about `adapter`.
+pub(super) fn summarize(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver,
+        driver_info: info.driver_info,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
     }
 }
 
@@ -32,15 +31,12 @@ impl AdapterSummary {
 /// ```
 pub fn adapters() -> Vec<AdapterSummary> {
     match new_instance() {
-        Ok(instance) => enumerate(&instance)
-            .iter()
-            .map(AdapterSummary::from_adapter)
-            .collect(),
+        Ok(instance) => enumerate(&instance).iter().map(summarize).collect(),
         Err(_) => Vec::new(),
     }
 }
 
-pub(crate) fn new_instance() -> Result<wgpu::Instance, Error> {
+pub(super) fn new_instance() -> Result<wgpu::Instance, Error> {
     // `Instance::new` panics when no backend was compiled in; refuse instead.
     if wgpu::Instance::enabled_backend_features().is_empty() {
         return Err(Error::GpuUnavailable(
@@ -68,7 +64,7 @@ fn preference_rank(device_type: wgpu::DeviceType) -> u8 {
 }
 
 /// Picks the adapter named by `INITRET_ADAPTER`, else the most GPU-like one.
-pub(crate) fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Error> {
+pub(super) fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, Error> {
     let mut all = enumerate(instance);
     if all.is_empty() {
         return Err(Error::GpuUnavailable(
@@ -89,10 +85,7 @@ pub(crate) fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter,
         return match position {
             Some(i) => Ok(all.swap_remove(i)),
             None => {
-                let names: Vec<String> = all
-                    .iter()
-                    .map(|a| AdapterSummary::from_adapter(a).to_string())
-                    .collect();
+                let names: Vec<String> = all.iter().map(|a| summarize(a).to_string()).collect();
                 Err(Error::GpuUnavailable(format!(
                     "{ADAPTER_ENV}={wanted:?} matches no adapter name; available: {}",
                     names.join("; ")

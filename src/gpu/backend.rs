@@ -1,40 +1,24 @@
 //! The wgpu backend's public face: [`GpuBackend`] and its device-resident
-//! values [`GpuBatch`] and [`GpuCounts`]. Each call takes the backend's lock
-//! and runs on the [`Context`] inside error scopes (see `fault.rs`).
+//! values [`GpuBatch`] and [`GpuCounts`]. The backend owns the parts below
+//! it (device, lookup, ring, resident segments) behind one lock; each call
+//! runs inside the device's error scopes (see `fault.rs`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::device::Context;
-use super::resident::{QuerySegment, ResultSegment};
-use super::{AdapterSummary, GpuTimings, MAX_TIMEOUT};
-use crate::{BitTable, Error};
-
-/// The most bytes the bench references will measure (1 TiB): far past any
-/// device, and small enough that sizes round up without overflow.
-const MAX_MEASURE_BYTES: u64 = 1 << 40;
-
-/// Repetitions (after one warm-up) of the bench reference measurements.
-const MEASURE_REPS: usize = 3;
-
-/// Identities for backends, batches and counts, so that device-resident
-/// values are never used with a backend (device) they do not belong to.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn check_measure_bytes(bytes: u64) -> Result<(), Error> {
-    if bytes > MAX_MEASURE_BYTES {
-        return Err(Error::InvalidConfig(format!(
-            "{bytes} bytes is more than the {MAX_MEASURE_BYTES} a reference measurement may move"
-        )));
-    }
-    Ok(())
-}
-
-fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
-}
+use super::adapter::{new_instance, select_adapter, summarize};
+use super::counts::{CountLayout, RowCounts};
+use super::device::Device;
+use super::lookup::Lookup;
+#[cfg(feature = "harness")]
+use super::measure;
+use super::resident::{GpuBatch, GpuCounts, Resident, next_id};
+use super::stream::Ring;
+use super::summary::AdapterSummary;
+use super::timings::{GpuTimings, MAX_TIMEOUT};
+use crate::arch::CountTable;
+use crate::{BitTable, Error, PopcountBackend};
 
 /// Popcount lookups on a GPU, into per-row counts derived on the device once.
 ///
@@ -42,16 +26,18 @@ fn next_id() -> u64 {
 /// one internal lock (one device queue does the work either way).
 ///
 /// ```
-/// use initret::{BitTable, gpu::GpuBackend};
+/// use initret::{BitTable, Error, gpu::GpuBackend};
 ///
 /// # fn main() -> Result<(), initret::Error> {
 /// let table = BitTable::from_rows(2, vec![0b1011, 0, u32::MAX, 1])?;
 /// let gpu = match GpuBackend::new(&table) {
 ///     Ok(gpu) => gpu,
-///     // No adapter here: fine, unless the GPU is required (CI on lavapipe).
-///     Err(initret::Error::GpuUnavailable(_))
-///         if std::env::var("INITRET_REQUIRE_GPU").as_deref() != Ok("1") => return Ok(()),
-///     Err(error) => return Err(error),
+///     // No adapter, or a build without the `gpu` feature.
+///     Err(Error::GpuUnavailable(_reason)) => {
+/// #       assert!(!initret::harness::gpu_required(), "{_reason}");
+///         return Ok(());
+///     }
+///     Err(other) => return Err(other),
 /// };
 /// assert_eq!(gpu.popcount(&[1, 0, 1])?, vec![33, 3, 33]);
 /// assert!(matches!(
@@ -63,106 +49,29 @@ fn next_id() -> u64 {
 /// ```
 pub struct GpuBackend {
     id: u64,
+    rows: usize,
     adapter: AdapterSummary,
     device_type: wgpu::DeviceType,
-    context: Mutex<Context>,
+    state: Mutex<State>,
 }
 
-/// A batch of query indices already uploaded to the GPU, made by
-/// [`GpuBackend::upload_batch`] and usable only with that backend.
-pub struct GpuBatch {
-    backend_id: u64,
-    id: u64,
-    len: usize,
-    segments: Vec<QuerySegment>,
+/// Everything a backend keeps between calls. The table itself is not
+/// here: only its per-row counts, inside `lookup`.
+struct State {
+    device: Device,
+    lookup: Lookup,
+    ring: Ring,
+    resident: Resident,
 }
 
-impl GpuBatch {
-    /// Number of queries in the batch.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4))?;
-    /// let batch = gpu.upload_batch(&[1, 2, 3])?;
-    /// assert_eq!(batch.len(), 3);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the batch has no queries.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4))?;
-    /// assert!(gpu.upload_batch(&[])?.is_empty());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl fmt::Debug for GpuBatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GpuBatch")
-            .field("len", &self.len)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Counts of one [`GpuBatch`], kept on the GPU until [`GpuBackend::read_back`].
-///
-/// Reusable: [`GpuBackend::popcount_resident_into`] writes into existing
-/// counts without allocating when the batch is the same.
-pub struct GpuCounts {
-    backend_id: u64,
-    batch_id: u64,
-    len: usize,
-    /// False until a lookup into these buffers has completed.
-    complete: bool,
-    segments: Vec<ResultSegment>,
-}
-
-impl GpuCounts {
-    /// Number of counts (the batch's number of queries).
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4))?;
-    /// let counts = gpu.popcount_resident(&gpu.upload_batch(&[1, 2, 3])?)?;
-    /// assert_eq!(counts.len(), 3);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether there are no counts.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4))?;
-    /// assert!(gpu.popcount_resident(&gpu.upload_batch(&[])?)?.is_empty());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl fmt::Debug for GpuCounts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GpuCounts")
-            .field("len", &self.len)
-            .field("complete", &self.complete)
-            .finish_non_exhaustive()
-    }
+/// How [`GpuBackend::build`] deviates from [`GpuBackend::new`], for tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BuildOptions {
+    /// Upload at most this many table bytes at a time.
+    pub(crate) piece_bytes: Option<u64>,
+    /// Open the device with its storage binding and buffer limits lowered
+    /// to this, so that the limits' paths run on any adapter.
+    pub(crate) binding_limit: Option<u64>,
 }
 
 impl fmt::Debug for GpuBackend {
@@ -171,6 +80,15 @@ impl fmt::Debug for GpuBackend {
             .field("adapter", &self.adapter)
             .finish_non_exhaustive()
     }
+}
+
+/// Where a backend's counts come from.
+#[derive(Clone, Copy)]
+enum CountSource<'a> {
+    /// Derived on the device from the table.
+    Table(&'a BitTable),
+    /// Derived on the host already, for rows of this many words.
+    Counts(&'a CountTable, usize),
 }
 
 impl GpuBackend {
@@ -200,68 +118,123 @@ impl GpuBackend {
     ///
     /// match GpuBackend::new(&BitTable::seed(16)) {
     ///     Ok(gpu) => assert_eq!(gpu.popcount(&[15])?, vec![4]),
-    ///     Err(Error::GpuUnavailable(reason)) => assert!(
-    ///         std::env::var("INITRET_REQUIRE_GPU").as_deref() != Ok("1"),
-    ///         "the GPU is required: {reason}"
-    ///     ),
+    ///     // No adapter, or a build without the `gpu` feature.
+    ///     Err(Error::GpuUnavailable(_reason)) => {
+    /// #       assert!(!initret::harness::gpu_required(), "{_reason}");
+    ///     }
     ///     Err(other) => return Err(other),
     /// }
     /// # Ok::<(), Error>(())
     /// ```
     pub fn new(table: &BitTable) -> Result<GpuBackend, Error> {
-        GpuBackend::build(table, None)
+        GpuBackend::build(table, BuildOptions::default())
     }
 
-    /// [`GpuBackend::new`], uploading at most `piece_bytes` of the table at
-    /// a time when given (tests cut small tables into many pieces).
-    pub(crate) fn build(table: &BitTable, piece_bytes: Option<u64>) -> Result<GpuBackend, Error> {
-        let (mut context, adapter, device_type) = Context::new(table)?;
-        context.scoped(|ctx| ctx.derive_counts(table, piece_bytes))?;
+    /// A backend over counts already derived on the host (by
+    /// [`CountTable::new`], or read in place from shared memory with
+    /// [`CountTable::from_memory`]) for a table of `words_per_row` words a
+    /// row: the counts are uploaded as they are, and the table itself is
+    /// never needed. Fails as [`GpuBackend::new`] does.
+    ///
+    /// ```
+    /// use initret::{BitTable, Error, arch::CountTable, gpu::GpuBackend};
+    ///
+    /// let counts = CountTable::new(&BitTable::seed(16));
+    /// match GpuBackend::from_counts(&counts, 1) {
+    ///     Ok(gpu) => assert_eq!(gpu.popcount(&[15, 3])?, vec![4, 2]),
+    ///     Err(Error::GpuUnavailable(_reason)) => {
+    /// #       assert!(!initret::harness::gpu_required(), "{_reason}");
+    ///     }
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_counts(counts: &CountTable, words_per_row: usize) -> Result<GpuBackend, Error> {
+        GpuBackend::build_from(
+            CountSource::Counts(counts, words_per_row),
+            BuildOptions::default(),
+        )
+    }
+
+    /// [`GpuBackend::new`] with the deviations in `options`.
+    pub(crate) fn build(table: &BitTable, options: BuildOptions) -> Result<GpuBackend, Error> {
+        GpuBackend::build_from(CountSource::Table(table), options)
+    }
+
+    fn build_from(source: CountSource<'_>, options: BuildOptions) -> Result<GpuBackend, Error> {
+        let adapter = select_adapter(&new_instance()?)?;
+        let summary = summarize(&adapter);
+        let mut limits = adapter.limits();
+        if let Some(limit) = options.binding_limit {
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(limit);
+            limits.max_buffer_size = limits.max_buffer_size.min(limit);
+        }
+        let layout = match source {
+            CountSource::Table(table) => CountLayout::new(table.rows(), table.words_per_row())?,
+            CountSource::Counts(counts, words_per_row) => {
+                CountLayout::for_counts(counts, words_per_row)?
+            }
+        };
+        layout.check_fits(&summary.name, &limits)?;
+
+        let device = Device::open(&adapter, limits)?;
+        let lookup = device.faults().scoped(|| {
+            let counts = match source {
+                CountSource::Table(table) => {
+                    let counts = RowCounts::new(&device, layout);
+                    counts.derive(&device, table, options.piece_bytes)?;
+                    counts
+                }
+                CountSource::Counts(counts, _) => RowCounts::upload(&device, layout, counts)?,
+            };
+            Ok(Lookup::new(&device, counts))
+        })?;
+        let mut ring = Ring::new(&lookup);
         // Software drivers (lavapipe) compile the shader at its first
         // dispatch; pay for that here rather than in the first lookup.
-        match context.scoped(|ctx| ctx.popcount_streaming(&[0], &mut [0])) {
+        match device
+            .faults()
+            .scoped(|| ring.popcount(&device, &lookup, &[0], &mut [0]))
+        {
             Ok(()) | Err(Error::IndexOutOfRange { .. }) => {}
             Err(error) => return Err(error),
         }
+        let resident = Resident::new(&lookup);
         Ok(GpuBackend {
             id: next_id(),
-            adapter,
-            device_type,
-            context: Mutex::new(context),
+            rows: layout.rows as usize,
+            adapter: summary,
+            device_type: adapter.get_info().device_type,
+            state: Mutex::new(State {
+                device,
+                lookup,
+                ring,
+                resident,
+            }),
         })
     }
 
     /// The adapter this backend runs on.
-    ///
-    /// ```no_run
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4)).unwrap();
-    /// let adapter = gpu.adapter();
-    /// assert!(initret::gpu::adapters().iter().any(|a| a.name == adapter.name));
-    /// ```
     pub fn adapter(&self) -> &AdapterSummary {
         &self.adapter
     }
 
+    /// Number of rows of the table; valid queries are `0..rows()`.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     /// Whether the adapter is a CPU implementation (e.g. Mesa's lavapipe,
     /// named `llvmpipe`) rather than a GPU.
-    ///
-    /// ```no_run
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4)).unwrap();
-    /// assert_eq!(gpu.is_software(), gpu.adapter().device_type == "Cpu");
-    /// ```
     pub fn is_software(&self) -> bool {
         self.device_type == wgpu::DeviceType::Cpu
     }
 
     /// How long one wait for the GPU may block before a call fails with
     /// [`Error::GpuTimeout`] (default 30 s).
-    ///
-    /// ```no_run
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(4)).unwrap();
-    /// assert!(gpu.timeout().as_secs() > 0);
-    /// ```
     pub fn timeout(&self) -> Duration {
-        self.lock().timeout
+        self.lock().device.faults().timeout()
     }
 
     /// Sets the limit [`GpuBackend::timeout`] reports; values above
@@ -274,7 +247,10 @@ impl GpuBackend {
     /// assert_eq!(gpu.timeout().as_secs(), 5);
     /// ```
     pub fn set_timeout(&self, timeout: Duration) {
-        self.lock().timeout = timeout.min(MAX_TIMEOUT);
+        self.lock()
+            .device
+            .faults_mut()
+            .set_timeout(timeout.min(MAX_TIMEOUT));
     }
 
     /// Writes the popcount of row `queries[i]` into `out[i]` for every `i`.
@@ -300,11 +276,15 @@ impl GpuBackend {
     /// # }
     /// ```
     pub fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
-        check_output(queries, out)?;
+        Error::check_output_len(queries.len(), out.len())?;
         if queries.is_empty() {
             return Ok(());
         }
-        self.with_context(|ctx| ctx.popcount_streaming(queries, out))
+        self.with_state(|state| {
+            state
+                .ring
+                .popcount(state.device, state.lookup, queries, out)
+        })
     }
 
     /// The popcount of row `q` for each query `q`, in order.
@@ -341,11 +321,15 @@ impl GpuBackend {
     /// # }
     /// ```
     pub fn popcount_timed(&self, queries: &[u32], out: &mut [u32]) -> Result<GpuTimings, Error> {
-        check_output(queries, out)?;
+        Error::check_output_len(queries.len(), out.len())?;
         if queries.is_empty() {
             return Ok(GpuTimings::default());
         }
-        self.with_context(|ctx| ctx.popcount_timed(queries, out))
+        self.with_state(|state| {
+            state
+                .ring
+                .popcount_timed(state.device, state.lookup, queries, out)
+        })
     }
 
     /// Uploads `queries` to the device, to be looked up (perhaps many times)
@@ -362,13 +346,7 @@ impl GpuBackend {
     /// # }
     /// ```
     pub fn upload_batch(&self, queries: &[u32]) -> Result<GpuBatch, Error> {
-        let segments = self.with_context(|ctx| ctx.upload_segments(queries))?;
-        Ok(GpuBatch {
-            backend_id: self.id,
-            id: next_id(),
-            len: queries.len(),
-            segments,
-        })
+        self.with_state(|state| state.resident.upload(state.device, self.id, queries))
     }
 
     /// Runs the lookups of `batch` into new device-resident counts and waits
@@ -388,16 +366,9 @@ impl GpuBackend {
     /// # }
     /// ```
     pub fn popcount_resident(&self, batch: &GpuBatch) -> Result<GpuCounts, Error> {
-        self.check_batch(batch)?;
-        let mut counts = self.with_context(|ctx| {
-            Ok(GpuCounts {
-                backend_id: self.id,
-                batch_id: batch.id,
-                len: batch.len,
-                complete: false,
-                segments: ctx.new_result_segments(&batch.segments),
-            })
-        })?;
+        batch.check_owner(self.id)?;
+        let mut counts =
+            self.with_state(|state| Ok(GpuCounts::new(state.device, state.lookup, batch)))?;
         self.popcount_resident_into(batch, &mut counts)?;
         Ok(counts)
     }
@@ -423,18 +394,11 @@ impl GpuBackend {
         batch: &GpuBatch,
         counts: &mut GpuCounts,
     ) -> Result<(), Error> {
-        self.check_batch(batch)?;
-        self.check_counts(counts)?;
-        counts.complete = false;
-        self.with_context(|ctx| {
-            if counts.batch_id != batch.id {
-                counts.segments = ctx.new_result_segments(&batch.segments);
-                counts.batch_id = batch.id;
-                counts.len = batch.len;
-            }
-            ctx.run_resident(&counts.segments)
-        })?;
-        counts.complete = true;
+        batch.check_owner(self.id)?;
+        counts.check_owner(self.id)?;
+        counts.set_complete(false);
+        self.with_state(|state| counts.run(state.device, state.lookup, batch))?;
+        counts.set_complete(true);
         Ok(())
     }
 
@@ -457,81 +421,65 @@ impl GpuBackend {
     /// # }
     /// ```
     pub fn read_back(&self, counts: &GpuCounts) -> Result<Vec<u32>, Error> {
-        self.check_counts(counts)?;
-        if !counts.complete {
-            return Err(Error::CountsIncomplete);
-        }
-        self.with_context(|ctx| ctx.read_back_resident(&counts.segments))
+        counts.check_owner(self.id)?;
+        counts.check_complete()?;
+        self.with_state(|state| counts.read_back(state.device, state.lookup))
     }
 
     /// Time of a device-side buffer-to-buffer copy of `bytes` (rounded up to
     /// a multiple of 4), from submit until the GPU has finished; best of a few
     /// runs after a warm-up. This is the reference for device-resident
     /// lookups: the least any pass over that much memory costs.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
-    /// let t = gpu.measure_device_copy(1 << 20)?;
-    /// assert!(t > std::time::Duration::ZERO);
-    /// assert!(gpu.measure_device_copy(u64::MAX).is_err()); // past 1 TiB
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn measure_device_copy(&self, bytes: u64) -> Result<Duration, Error> {
-        check_measure_bytes(bytes)?;
-        self.with_context(|ctx| ctx.measure_device_copy(bytes, MEASURE_REPS))
+    #[cfg(feature = "harness")]
+    pub(crate) fn measure_device_copy(&self, bytes: u64) -> Result<Duration, Error> {
+        measure::check_bytes(bytes)?;
+        self.with_state(|state| measure::device_copy(state.device, bytes))
     }
 
     /// Time of writing `bytes` from host memory to a device buffer plus
     /// reading `bytes` back into host memory (copy to a mappable buffer, map,
     /// copy out); best of a few runs after a warm-up. This is the reference
     /// for end-to-end lookups, which must move queries in and counts out.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
-    /// let t = gpu.measure_transfer(1 << 20)?;
-    /// assert!(t > std::time::Duration::ZERO);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn measure_transfer(&self, bytes: u64) -> Result<Duration, Error> {
-        check_measure_bytes(bytes)?;
-        self.with_context(|ctx| ctx.measure_transfer(bytes, MEASURE_REPS))
+    #[cfg(feature = "harness")]
+    pub(crate) fn measure_transfer(&self, bytes: u64) -> Result<Duration, Error> {
+        measure::check_bytes(bytes)?;
+        self.with_state(|state| measure::transfer(state.device, bytes))
     }
 
     /// Number of GPU buffers this backend has created so far (count, ring,
     /// resident and measurement buffers), for tests that check reuse.
     #[cfg(test)]
     pub(crate) fn buffer_allocations(&self) -> usize {
-        self.lock().allocations
+        self.lock().device.allocations()
     }
 
     /// Destroys the device, as a driver reset would; later calls must fail
     /// with [`Error::DeviceLost`].
     #[cfg(test)]
     pub(crate) fn destroy_device(&self) {
-        self.lock().destroy_device();
+        self.lock().device.destroy();
     }
 
     /// Sets the streaming chunk and resident segment size (in queries), so
     /// tests can cover multi-chunk paths with small batches.
     #[cfg(test)]
     pub(crate) fn set_chunk_queries(&self, queries: usize) {
-        self.lock().set_chunk_queries(queries);
+        let mut state = self.lock();
+        let queries = queries.clamp(1, state.lookup.max_dispatch_queries());
+        state.ring.set_chunk_queries(queries);
+        state.resident.set_segment_queries(queries);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Context> {
-        match self.context.lock() {
-            Ok(context) => context,
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(state) => state,
             Err(poisoned) => {
                 // A panic mid-call may have left a map pending: start over
                 // with fresh streaming buffers.
-                let mut context = poisoned.into_inner();
-                context.reset_ring();
-                self.context.clear_poison();
-                context
+                let mut state = poisoned.into_inner();
+                state.ring.reset();
+                self.state.clear_poison();
+                state
             }
         }
     }
@@ -539,44 +487,50 @@ impl GpuBackend {
     /// Runs `work` under the lock and the device's error scopes. After a
     /// failure other than a bad index the ring may hold a pending map, so it
     /// is dropped.
-    fn with_context<T>(
-        &self,
-        work: impl FnOnce(&mut Context) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let mut context = self.lock();
-        let result = context.scoped(work);
+    fn with_state<T>(&self, work: impl FnOnce(Parts<'_>) -> Result<T, Error>) -> Result<T, Error> {
+        let mut guard = self.lock();
+        let State {
+            device,
+            lookup,
+            ring,
+            resident,
+        } = &mut *guard;
+        let (device, lookup, resident): (&Device, &Lookup, &Resident) = (device, lookup, resident);
+        let result = device.faults().scoped(|| {
+            work(Parts {
+                device,
+                lookup,
+                ring: &mut *ring,
+                resident,
+            })
+        });
         if let Err(error) = &result
             && !matches!(error, Error::IndexOutOfRange { .. })
         {
-            context.reset_ring();
+            ring.reset();
         }
         result
     }
+}
 
-    fn check_batch(&self, batch: &GpuBatch) -> Result<(), Error> {
-        if batch.backend_id == self.id {
-            Ok(())
-        } else {
-            Err(Error::ForeignGpuValue { what: "GpuBatch" })
-        }
+impl PopcountBackend for GpuBackend {
+    fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
+        GpuBackend::popcount_into(self, queries, out)
     }
 
-    fn check_counts(&self, counts: &GpuCounts) -> Result<(), Error> {
-        if counts.backend_id == self.id {
-            Ok(())
-        } else {
-            Err(Error::ForeignGpuValue { what: "GpuCounts" })
-        }
+    fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
+        GpuBackend::popcount_u64_into(self, queries, out)
+    }
+
+    fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
+        GpuBackend::popcount_i64_into(self, queries, out)
     }
 }
 
-fn check_output(queries: &[u32], out: &[u32]) -> Result<(), Error> {
-    if queries.len() == out.len() {
-        Ok(())
-    } else {
-        Err(Error::OutputLength {
-            queries: queries.len(),
-            output: out.len(),
-        })
-    }
+/// What one call works on: the device and lookup shared, the ring its own.
+struct Parts<'a> {
+    device: &'a Device,
+    lookup: &'a Lookup,
+    ring: &'a mut Ring,
+    resident: &'a Resident,
 }

@@ -9,8 +9,10 @@ use std::convert::Infallible;
 use std::fmt;
 use std::time::Duration;
 
-use super::{AdapterSummary, GpuTimings};
-use crate::{BitTable, Error};
+use super::summary::AdapterSummary;
+use super::timings::GpuTimings;
+use crate::arch::CountTable;
+use crate::{BitTable, Error, PopcountBackend, QueryIndex};
 
 const WHY: &str = "built without the gpu feature";
 
@@ -83,6 +85,11 @@ impl GpuBackend {
         Err(Error::GpuUnavailable(WHY.into()))
     }
 
+    /// Always [`Error::GpuUnavailable`]: this build has no GPU backend.
+    pub fn from_counts(_counts: &CountTable, _words_per_row: usize) -> Result<GpuBackend, Error> {
+        Err(Error::GpuUnavailable(WHY.into()))
+    }
+
     /// The adapter this backend runs on.
     pub fn adapter(&self) -> &AdapterSummary {
         match self.never {}
@@ -110,6 +117,40 @@ impl GpuBackend {
 
     /// The popcount of row `q` for each query `q`.
     pub fn popcount(&self, _queries: &[u32]) -> Result<Vec<u32>, Error> {
+        match self.never {}
+    }
+
+    /// Number of rows of the table.
+    pub fn rows(&self) -> usize {
+        match self.never {}
+    }
+
+    /// `popcount_into` for `u64` queries.
+    pub fn popcount_u64_into(&self, _queries: &[u64], _out: &mut [u32]) -> Result<(), Error> {
+        match self.never {}
+    }
+
+    /// `popcount_into` for `i64` queries.
+    pub fn popcount_i64_into(&self, _queries: &[i64], _out: &mut [u32]) -> Result<(), Error> {
+        match self.never {}
+    }
+
+    /// `popcount` for `u64` queries.
+    pub fn popcount_u64(&self, _queries: &[u64]) -> Result<Vec<u32>, Error> {
+        match self.never {}
+    }
+
+    /// `popcount` for `i64` queries.
+    pub fn popcount_i64(&self, _queries: &[i64]) -> Result<Vec<u32>, Error> {
+        match self.never {}
+    }
+
+    /// `popcount_into` for queries of any [`QueryIndex`] type.
+    pub fn popcount_indices_into<Q: QueryIndex>(
+        &self,
+        _queries: &[Q],
+        _out: &mut [u32],
+    ) -> Result<(), Error> {
         match self.never {}
     }
 
@@ -143,18 +184,34 @@ impl GpuBackend {
     }
 
     /// Time of a device-side copy of `bytes`.
-    pub fn measure_device_copy(&self, _bytes: u64) -> Result<Duration, Error> {
+    #[cfg(feature = "harness")]
+    pub(crate) fn measure_device_copy(&self, _bytes: u64) -> Result<Duration, Error> {
         match self.never {}
     }
 
     /// Time of moving `bytes` to the device and back.
-    pub fn measure_transfer(&self, _bytes: u64) -> Result<Duration, Error> {
+    #[cfg(feature = "harness")]
+    pub(crate) fn measure_transfer(&self, _bytes: u64) -> Result<Duration, Error> {
         match self.never {}
     }
 
     /// The wgpu backend's test hook, so crate tests compile either way.
     #[cfg(test)]
     pub(crate) fn destroy_device(&self) {
+        match self.never {}
+    }
+}
+
+impl PopcountBackend for GpuBackend {
+    fn popcount_into(&self, _queries: &[u32], _out: &mut [u32]) -> Result<(), Error> {
+        match self.never {}
+    }
+
+    fn popcount_u64_into(&self, _queries: &[u64], _out: &mut [u32]) -> Result<(), Error> {
+        match self.never {}
+    }
+
+    fn popcount_i64_into(&self, _queries: &[i64], _out: &mut [u32]) -> Result<(), Error> {
         match self.never {}
     }
 }

@@ -1,26 +1,36 @@
 //! Fault handling: error scopes around every call, device loss, and waits
-//! that are bounded by the backend's timeout. wgpu's defaults (a panic on
-//! an uncaptured error, a wait that can block forever) must not reach the
+//! bounded by the backend's timeout. wgpu's defaults (a panic on an
+//! uncaptured error, a wait that can block forever) must not reach the
 //! caller; each becomes an [`Error`].
+//!
+//! The bottom of the backend: it knows the wgpu device and nothing else of
+//! the crate's GPU code.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::GpuError;
-use super::device::Context;
+use super::error::GpuError;
 use crate::Error;
 use crate::error::panic_message;
 
-/// Notes the device's callbacks leave for the next call: they run inside
-/// whichever wgpu call notices the event, where they can only record it.
-pub(crate) struct Faults {
+/// How long one wait for the GPU may block before [`Error::GpuTimeout`].
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The device's fault watch: what its callbacks noted, and the time limit
+/// of every wait.
+///
+/// The callbacks run inside whichever wgpu call notices the event, where
+/// they can only leave a note; the next call reads it.
+pub(super) struct Faults {
+    device: wgpu::Device,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<Mutex<Option<wgpu::Error>>>,
+    timeout: Duration,
 }
 
 impl Faults {
-    /// Installs the device-lost and uncaptured-error callbacks.
+    /// Installs the device-lost and uncaptured-error callbacks on `device`.
     pub(super) fn install(device: &wgpu::Device) -> Faults {
         let lost = Arc::new(Mutex::new(None));
         let lost_note = Arc::clone(&lost);
@@ -37,34 +47,35 @@ impl Faults {
                 note.get_or_insert(error);
             }
         }));
-        Faults { lost, uncaptured }
+        Faults {
+            device: device.clone(),
+            lost,
+            uncaptured,
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
-    fn lost_reason(&self) -> Option<String> {
-        self.lost.lock().ok().and_then(|note| note.clone())
+    /// The longest one wait may block.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
-    fn take_uncaptured(&self) -> Option<wgpu::Error> {
-        self.uncaptured.lock().ok().and_then(|mut note| note.take())
+    /// Sets [`Faults::timeout`]; the caller bounds it (see `MAX_TIMEOUT`).
+    pub(super) fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
-}
 
-impl Context {
     /// Runs `work` inside validation / out-of-memory / internal error scopes
     /// and turns what they catch into [`Error::Gpu`] (or
     /// [`Error::DeviceLost`] when the device is gone). An error `work`
     /// returns itself wins over what the scopes caught, except a vague GPU
     /// failure, for which the scope holds the real cause.
-    pub(crate) fn scoped<T>(
-        &mut self,
-        work: impl FnOnce(&mut Context) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    pub(super) fn scoped<T>(&self, work: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         self.check_device()?;
-        let device = self.device.clone();
-        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let result = work(self);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let result = work();
         // Scopes pop in reverse order of pushing.
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
@@ -72,7 +83,7 @@ impl Context {
         let captured = validation
             .or(oom)
             .or(internal)
-            .or_else(|| self.faults.take_uncaptured())
+            .or_else(|| self.take_uncaptured())
             .map(|e| Error::Gpu(GpuError::from(e)));
         match (result, captured) {
             (Err(error @ Error::IndexOutOfRange { .. }), _) => Err(error),
@@ -85,33 +96,19 @@ impl Context {
         }
     }
 
-    /// Processes finished work without blocking; this is also where wgpu
-    /// reports a destroyed device through the device-lost callback.
-    fn poll_quietly(&self) {
-        // `Device::poll` panics on device errors other than timeouts.
-        let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
-    }
-
-    fn check_device(&self) -> Result<(), Error> {
-        self.poll_quietly();
-        match self.faults.lost_reason() {
-            Some(reason) => Err(Error::DeviceLost(reason)),
-            None => Ok(()),
-        }
-    }
-
     /// `error`, unless the device turns out to be lost, which explains it.
     pub(super) fn lost_or(&self, error: Error) -> Error {
         if matches!(error, Error::DeviceLost(_)) {
             return error;
         }
         self.poll_quietly();
-        match self.faults.lost_reason() {
+        match self.lost_reason() {
             Some(reason) => Error::DeviceLost(format!("{reason} (while: {error})")),
             None => error,
         }
     }
 
+    /// The error for a wait on `what` that ran out of time.
     pub(super) fn timeout_error(&self, what: &'static str) -> Error {
         self.lost_or(Error::GpuTimeout {
             what,
@@ -122,7 +119,7 @@ impl Context {
     /// When a wait that starts now must end.
     pub(super) fn deadline(&self) -> Instant {
         let now = Instant::now();
-        // `set_timeout` clamps to a day, so the sum only overflows on a clock
+        // The timeout is at most a day, so the sum only overflows on a clock
         // near the end of its range; a timeout error beats a panic there.
         now.checked_add(self.timeout).unwrap_or(now)
     }
@@ -135,6 +132,7 @@ impl Context {
         deadline: Instant,
     ) -> Result<(), Error> {
         let remaining = deadline.saturating_duration_since(Instant::now());
+        // `Device::poll` panics on device errors other than timeouts.
         let polled = catch_unwind(AssertUnwindSafe(|| {
             self.device.poll(wgpu::PollType::Wait {
                 submission_index: Some(submission.clone()),
@@ -152,10 +150,26 @@ impl Context {
         }
     }
 
-    /// Submits nothing new and waits for everything submitted so far (the
-    /// writes staged by `Queue::write_buffer` go with this submit).
-    pub(super) fn flush(&self, what: &'static str) -> Result<(), Error> {
-        let submission = self.queue.submit([]);
-        self.wait_for(&submission, what, self.deadline())
+    /// Processes finished work without blocking; this is also where wgpu
+    /// reports a destroyed device through the device-lost callback.
+    fn poll_quietly(&self) {
+        // `Device::poll` panics on device errors other than timeouts.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
+    }
+
+    fn check_device(&self) -> Result<(), Error> {
+        self.poll_quietly();
+        match self.lost_reason() {
+            Some(reason) => Err(Error::DeviceLost(reason)),
+            None => Ok(()),
+        }
+    }
+
+    fn lost_reason(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|note| note.clone())
+    }
+
+    fn take_uncaptured(&self) -> Option<wgpu::Error> {
+        self.uncaptured.lock().ok().and_then(|mut note| note.take())
     }
 }

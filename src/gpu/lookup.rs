@@ -1,92 +1,109 @@
-//! The lookup dispatch shared by the streamed and resident paths: its
-//! buffers, how it is encoded, and how its output (the `first_bad` word,
+//! The lookup pass shared by the streamed and resident paths: the pipeline
+//! and the per-row counts it reads ([`Lookup`]), the buffers of one
+//! dispatch ([`LookupBuffers`]), and how its output (the `first_bad` word,
 //! then the counts) becomes counts or [`Error::IndexOutOfRange`].
 //!
-//! Every lookup reads the derived counts, never the rows. The one width
-//! where reading the row could compete is one word per row (one load
-//! either way); measured on lavapipe (2-core EPYC VM, 2^22 queries into
-//! 2^16 rows, alternating runs) the count path did 240–254 M lookups/s end
-//! to end against 219–253 M/s for the row-reading shader it replaced, so no
-//! row-reading path is kept. At 16 words per row the row path did 70–76 M/s
-//! and the count path 243–253 M/s.
+//! Every lookup reads the derived counts, never the rows: one load per
+//! query however wide the rows are (BENCHMARKS.md has the comparison with
+//! a row-reading shader).
 
 use wgpu::BufferUsages;
 
-use super::device::{Context, bind_buffers, compute_pipeline};
+use super::counts::RowCounts;
+use super::device::Device;
 use super::staging::{Staging, copy_words};
 use crate::Error;
 
 /// Value of the shader's `first_bad` word when every index was in range.
 const NO_BAD_POSITION: u32 = u32::MAX;
 /// The output buffer starts with the `first_bad` word, then the counts.
-pub(super) const FLAG_BYTES: u64 = 4;
+const FLAG_BYTES: u64 = 4;
 
 static SHADER: wgpu::ShaderModuleDescriptor<'static> =
     wgpu::include_wgsl!("../../shaders/popcount_lookup.wgsl");
 
-/// The shader's `Params` uniform.
+/// The shader's `Params` uniform (its layout is checked against the WGSL
+/// struct by the tests).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    count: u32,
-    rows: u32,
-    threads_per_row: u32,
-    lanes_log2: u32,
+pub(super) struct Params {
+    pub(super) count: u32,
+    pub(super) rows: u32,
+    pub(super) threads_per_row: u32,
+    pub(super) lanes_log2: u32,
 }
 
-pub(super) fn output_bytes(queries: usize) -> u64 {
+fn output_bytes(queries: usize) -> u64 {
     FLAG_BYTES + 4 * queries as u64
 }
 
-/// The lookup pipeline: row counts, queries, output, params.
-pub(super) fn pipeline(device: &wgpu::Device) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
-    use wgpu::BufferBindingType::{Storage, Uniform};
-    compute_pipeline(
-        device,
-        SHADER.clone(),
-        "popcount_lookup",
-        &[
-            Storage { read_only: true },
-            Storage { read_only: true },
-            Storage { read_only: false },
-            Uniform,
-        ],
-    )
+/// The lookup pipeline and the row counts it reads.
+pub(super) struct Lookup {
+    pipeline: wgpu::ComputePipeline,
+    bind_layout: wgpu::BindGroupLayout,
+    counts: RowCounts,
+    /// Most queries one dispatch can take (binding sizes, dispatch grid).
+    max_dispatch_queries: usize,
 }
 
-/// Buffers one dispatch writes and the host reads back: the params uniform,
-/// the output (`first_bad` word + counts), its staging twin, and the bind
-/// group tying them to the row counts and one query buffer.
-pub(super) struct LookupBuffers {
-    pub(super) capacity: usize,
-    params: wgpu::Buffer,
-    output: wgpu::Buffer,
-    pub(super) staging: Staging,
-    bind_group: wgpu::BindGroup,
-}
+impl Lookup {
+    /// Compiles the lookup pipeline over `counts`.
+    pub(super) fn new(device: &Device, counts: RowCounts) -> Lookup {
+        use wgpu::BufferBindingType::{Storage, Uniform};
+        let (pipeline, bind_layout) = device.compute_pipeline(
+            SHADER.clone(),
+            "popcount_lookup",
+            &[
+                Storage { read_only: true },
+                Storage { read_only: true },
+                Storage { read_only: false },
+                Uniform,
+            ],
+        );
+        let per_binding = (device.binding_limit().saturating_sub(FLAG_BYTES) / 4).max(1);
+        // 2^31 keeps the shader's u32 position arithmetic (including the
+        // padding invocations of the last grid row) clear of overflow.
+        let max_dispatch_queries = per_binding
+            .min(device.max_grid_invocations())
+            .min(1 << 31)
+            .try_into()
+            .unwrap_or(1 << 31);
+        Lookup {
+            pipeline,
+            bind_layout,
+            counts,
+            max_dispatch_queries,
+        }
+    }
 
-impl Context {
-    pub(super) fn new_lookup_buffers(
-        &mut self,
+    /// Most queries one dispatch can take.
+    pub(super) fn max_dispatch_queries(&self) -> usize {
+        self.max_dispatch_queries
+    }
+
+    /// Params, output and staging buffers for dispatches of up to
+    /// `capacity` queries read from `queries`.
+    pub(super) fn buffers(
+        &self,
+        device: &Device,
         queries: &wgpu::Buffer,
         capacity: usize,
     ) -> LookupBuffers {
         let bytes = output_bytes(capacity);
-        let params = self.create_buffer(
+        let params = device.create_buffer(
             "initret params",
             size_of::<Params>() as u64,
             BufferUsages::UNIFORM | BufferUsages::COPY_DST,
         );
-        let output = self.create_buffer(
+        let output = device.create_buffer(
             "initret counts",
             bytes,
             BufferUsages::STORAGE | BufferUsages::COPY_SRC | BufferUsages::COPY_DST,
         );
-        let staging = Staging::new(self, "initret counts staging", bytes);
-        let bind_group = bind_buffers(
-            &self.device,
-            &self.lookup_layout,
-            &[&self.row_counts, queries, &output, &params],
+        let staging = Staging::new(device, "initret counts staging", bytes);
+        let bind_group = device.bind_buffers(
+            &self.bind_layout,
+            &[self.counts.buffer(), queries, &output, &params],
         );
         LookupBuffers {
             capacity,
@@ -97,24 +114,31 @@ impl Context {
         }
     }
 
-    /// Writes the params and resets `first_bad`; both land before the next
-    /// submit's commands. Returns the dispatch grid.
-    pub(super) fn prepare_dispatch(&self, lookup: &LookupBuffers, count: usize) -> (u32, u32) {
-        let (x, y, threads_per_row) = self.grid(count);
+    /// Writes the params of a dispatch of `count` queries and resets
+    /// `first_bad`; both land before the next submit's commands. Returns
+    /// the dispatch grid.
+    pub(super) fn prepare(
+        &self,
+        device: &Device,
+        lookup: &LookupBuffers,
+        count: usize,
+    ) -> (u32, u32) {
+        let (x, y, threads_per_row) = device.grid(count);
+        let layout = self.counts.layout();
         let params = Params {
             count: count as u32,
-            rows: self.layout.rows,
+            rows: layout.rows,
             threads_per_row,
-            lanes_log2: self.layout.lanes_log2,
+            lanes_log2: layout.lanes_log2,
         };
-        self.queue
-            .write_buffer(&lookup.params, 0, bytemuck::bytes_of(&params));
-        self.queue
-            .write_buffer(&lookup.output, 0, &NO_BAD_POSITION.to_ne_bytes());
+        let queue = device.queue();
+        queue.write_buffer(&lookup.params, 0, bytemuck::bytes_of(&params));
+        queue.write_buffer(&lookup.output, 0, &NO_BAD_POSITION.to_ne_bytes());
         (x, y)
     }
 
-    pub(super) fn encode_dispatch(
+    /// Records the dispatch `prepare` returned `grid` for.
+    pub(super) fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         lookup: &LookupBuffers,
@@ -124,24 +148,59 @@ impl Context {
             label: Some("initret popcount"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.lookup_pipeline);
+        pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &lookup.bind_group, &[]);
         pass.dispatch_workgroups(grid.0, grid.1, 1);
     }
 
+    /// The error for a `position` the shader flagged, whose query now is
+    /// `index`: out of range; or, if it now holds a valid index, the batch
+    /// was rewritten during the call (see [`Error::flagged`]); a position
+    /// past the batch is a broken invariant.
+    pub(super) fn out_of_range(&self, position: usize, index: Option<u32>) -> Error {
+        let rows = self.counts.layout().rows;
+        match index {
+            Some(index) => Error::flagged(position, index.into(), rows as usize),
+            None => Error::Internal(format!(
+                "the shader flagged query position {position}, past the batch"
+            )),
+        }
+    }
+}
+
+/// Buffers one dispatch writes and the host reads back: the params uniform,
+/// the output (`first_bad` word + counts), its staging twin, and the bind
+/// group tying them to the row counts and one query buffer.
+pub(super) struct LookupBuffers {
+    capacity: usize,
+    params: wgpu::Buffer,
+    output: wgpu::Buffer,
+    staging: Staging,
+    bind_group: wgpu::BindGroup,
+}
+
+impl LookupBuffers {
+    /// Most queries these buffers hold.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The staging buffer, which other small read-backs may borrow while
+    /// it is unmapped.
+    pub(super) fn staging(&self) -> &Staging {
+        &self.staging
+    }
+
     /// Copies the output of `count` queries to the staging buffer.
-    pub(super) fn encode_readback(
-        encoder: &mut wgpu::CommandEncoder,
-        lookup: &LookupBuffers,
-        count: usize,
-    ) {
-        encoder.copy_buffer_to_buffer(
-            &lookup.output,
-            0,
-            &lookup.staging.buffer,
-            0,
-            output_bytes(count),
-        );
+    pub(super) fn encode_readback(&self, encoder: &mut wgpu::CommandEncoder, count: usize) {
+        self.staging
+            .encode_copy(encoder, &self.output, 0, output_bytes(count));
+    }
+
+    /// Asks for the mapping of `count` queries' output; must follow the
+    /// submit of [`LookupBuffers::encode_readback`].
+    pub(super) fn request(&self, count: usize) {
+        self.staging.request(output_bytes(count));
     }
 
     /// Waits for the counts mapped after `submission`, copies them into
@@ -149,13 +208,13 @@ impl Context {
     /// this dispatch), if any.
     pub(super) fn take_counts(
         &self,
-        lookup: &LookupBuffers,
+        device: &Device,
         submission: &wgpu::SubmissionIndex,
         what: &'static str,
         out: &mut [u32],
     ) -> Result<Option<usize>, Error> {
         let bytes = output_bytes(out.len());
-        let first_bad = self.read_mapped(&lookup.staging, submission, what, bytes, |view| {
+        let first_bad = self.staging.read(device, submission, what, bytes, |view| {
             let (flag, counts) = view.split_at(FLAG_BYTES as usize);
             copy_words(counts, out);
             let mut first_bad = [0u32];
@@ -166,20 +225,5 @@ impl Context {
             NO_BAD_POSITION => None,
             position => Some(position as usize),
         })
-    }
-
-    /// The error for a `position` the shader flagged, whose query is
-    /// `index`: out of range, or else a broken invariant.
-    pub(super) fn out_of_range(&self, position: usize, index: Option<u32>) -> Error {
-        match index {
-            Some(index) if index >= self.layout.rows => Error::IndexOutOfRange {
-                position,
-                index,
-                rows: self.layout.rows as usize,
-            },
-            _ => Error::Internal(format!(
-                "the shader flagged query position {position}, which holds valid index {index:?}"
-            )),
-        }
     }
 }

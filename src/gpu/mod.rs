@@ -15,8 +15,7 @@
 //!   [`GpuBackend::read_back`]: queries and counts stay on the device until
 //!   asked for.
 //! * [`GpuBackend::popcount_timed`]: upload, dispatch and read-back timed
-//!   separately; [`GpuBackend::measure_device_copy`] and
-//!   [`GpuBackend::measure_transfer`] are the bench's reference times.
+//!   separately.
 //!
 //! An index `>= rows` makes the call fail with
 //! [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) naming the
@@ -28,13 +27,25 @@
 //! [`Error::GpuUnavailable`](crate::Error::GpuUnavailable), [`adapters`] is
 //! empty and [`ENABLED`] is `false`, so callers need no `cfg` of their own.
 //!
-//! How the wgpu backend is laid out, one concern per file: `device.rs`
-//! (device setup, count layout), `fault.rs` (error scopes, device loss,
-//! bounded waits), `staging.rs` (the one map-and-read routine), `derive.rs`
-//! (the counting pass), `lookup.rs` (the lookup dispatch), `stream.rs` (the
-//! streaming ring), `resident.rs` (resident batches), `measure.rs` (bench
-//! references), `backend.rs` (the public API); `disabled.rs` stands in for
-//! all of them without the feature.
+//! How the wgpu backend is laid out: owned parts, each file depending only
+//! on the ones listed before it, never back.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `error.rs`, `summary.rs`, `timings.rs`, `skip.rs` | plain data and the tests' skip rule, with or without wgpu |
+//! | `fault.rs` | error scopes, device loss, bounded waits (knows only the wgpu device) |
+//! | `device.rs` | the device and queue, its limits, buffers, pipelines, the dispatch grid |
+//! | `adapter.rs` | adapter enumeration and choice |
+//! | `staging.rs` | a mappable buffer and its map state: the one map-and-read routine |
+//! | `counts.rs` | the per-row counts: their packing and the counting pass |
+//! | `lookup.rs` | the lookup pipeline over the counts, one dispatch's buffers |
+//! | `stream.rs` | the streaming ring and its slots |
+//! | `resident.rs` | device-resident batches and their segments |
+//! | `measure.rs` | the bench's reference times |
+//! | `backend.rs` | [`GpuBackend`], which owns one of each part behind its lock |
+//!
+//! `disabled.rs` stands in for all of them without the feature; the WGSL
+//! is in `shaders/`.
 //!
 //! ```
 //! use initret::{BitTable, Error, gpu::GpuBackend};
@@ -42,14 +53,12 @@
 //! let table = BitTable::seed(65535);
 //! let gpu = match GpuBackend::new(&table) {
 //!     Ok(gpu) => gpu,
-//!     // No adapter here: fine, unless the GPU is required (CI on lavapipe).
-//!     Err(Error::GpuUnavailable(_))
-//!         if !initret::gpu::ENABLED
-//!             || std::env::var("INITRET_REQUIRE_GPU").as_deref() != Ok("1") =>
-//!     {
+//!     // No adapter, or a build without the `gpu` feature.
+//!     Err(Error::GpuUnavailable(_reason)) => {
+//! #       assert!(!initret::harness::gpu_required(), "{_reason}");
 //!         return Ok(());
 //!     }
-//!     Err(error) => return Err(error),
+//!     Err(other) => return Err(other),
 //! };
 //! let queries: Vec<u32> = (0..65535).collect();
 //! let counts = gpu.popcount(&queries)?;
@@ -57,24 +66,25 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use std::time::Duration;
-
 mod error;
+#[cfg(any(test, feature = "harness"))]
+pub(crate) mod skip;
 mod summary;
+mod timings;
 
 #[cfg(feature = "gpu")]
 mod adapter;
 #[cfg(feature = "gpu")]
 mod backend;
 #[cfg(feature = "gpu")]
-mod derive;
+mod counts;
 #[cfg(feature = "gpu")]
 mod device;
 #[cfg(feature = "gpu")]
 mod fault;
 #[cfg(feature = "gpu")]
 mod lookup;
-#[cfg(feature = "gpu")]
+#[cfg(all(feature = "gpu", feature = "harness"))]
 mod measure;
 #[cfg(feature = "gpu")]
 mod resident;
@@ -82,6 +92,8 @@ mod resident;
 mod staging;
 #[cfg(feature = "gpu")]
 mod stream;
+#[cfg(feature = "gpu")]
+mod wide;
 
 #[cfg(not(feature = "gpu"))]
 mod disabled;
@@ -91,11 +103,14 @@ mod tests;
 
 pub use error::GpuError;
 pub use summary::{ADAPTER_ENV, AdapterSummary};
+pub use timings::{GpuTimings, MAX_TIMEOUT};
 
 #[cfg(feature = "gpu")]
 pub use adapter::adapters;
 #[cfg(feature = "gpu")]
-pub use backend::{GpuBackend, GpuBatch, GpuCounts};
+pub use backend::GpuBackend;
+#[cfg(feature = "gpu")]
+pub use resident::{GpuBatch, GpuCounts};
 
 #[cfg(not(feature = "gpu"))]
 pub use disabled::{GpuBackend, GpuBatch, GpuCounts, adapters};
@@ -109,58 +124,3 @@ pub use disabled::{GpuBackend, GpuBatch, GpuCounts, adapters};
 /// assert!(initret::gpu::ENABLED || initret::gpu::adapters().is_empty());
 /// ```
 pub const ENABLED: bool = cfg!(feature = "gpu");
-
-/// The longest wait [`GpuBackend::set_timeout`] accepts (one day): a
-/// bound that still fits any deadline arithmetic.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Wall-clock time of each phase of one [`GpuBackend::popcount_timed`] call.
-///
-/// Each phase ends with a wait for the GPU, so the phases do not overlap
-/// (unlike [`GpuBackend::popcount`], which overlaps them on large batches).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GpuTimings {
-    /// Writing the queries (and the small per-dispatch parameters) into the
-    /// device's query buffer, until the device has them.
-    pub upload: Duration,
-    /// Running the lookup shader, from submit until the GPU has finished.
-    pub dispatch: Duration,
-    /// Copying the counts to a mappable buffer, mapping it and copying them
-    /// into the caller's slice.
-    pub readback: Duration,
-}
-
-impl GpuTimings {
-    /// Sum of the three phases.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let t = initret::gpu::GpuTimings {
-    ///     upload: Duration::from_millis(1),
-    ///     dispatch: Duration::from_millis(2),
-    ///     readback: Duration::from_millis(3),
-    /// };
-    /// assert_eq!(t.total(), Duration::from_millis(6));
-    /// ```
-    pub fn total(&self) -> Duration {
-        self.upload + self.dispatch + self.readback
-    }
-}
-
-/// The crate's one GPU-or-skip rule for its unit tests: the backend, or
-/// `None` after printing why there is none, unless `INITRET_REQUIRE_GPU=1`
-/// (CI on lavapipe) makes a missing adapter a failure. Any other error is
-/// a failure everywhere.
-#[cfg(test)]
-pub(crate) fn gpu_or_skip<T>(built: Result<T, crate::Error>) -> Option<T> {
-    match built {
-        Ok(value) => Some(value),
-        Err(crate::Error::GpuUnavailable(reason))
-            if !ENABLED || std::env::var("INITRET_REQUIRE_GPU").as_deref() != Ok("1") =>
-        {
-            eprintln!("skipping: no GPU: {reason}");
-            None
-        }
-        Err(error) => panic!("building the GPU backend failed: {error}"),
-    }
-}

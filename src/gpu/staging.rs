@@ -1,6 +1,6 @@
 //! Staging and mapping: the one routine that gets bytes from the device to
-//! the host ([`Context::read_mapped`]), used by the streamed chunks, the
-//! resident read-back and the transfer measurement alike.
+//! the host ([`Staging::read`]), used by the streamed chunks, the resident
+//! read-back and the transfer measurement alike.
 //!
 //! The protocol wgpu imposes: copy into a `MAP_READ` buffer, submit, *then*
 //! ask for the mapping (a buffer with a map pending may not be used by a
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use wgpu::BufferUsages;
 
-use super::GpuError;
-use super::device::Context;
+use super::device::Device;
+use super::error::GpuError;
 use crate::Error;
 
 /// Outcome of the latest `map_async` on one staging buffer. The callback
@@ -24,14 +24,14 @@ struct MapState(Arc<Mutex<Option<Result<(), wgpu::BufferAsyncError>>>>);
 
 /// A host-readable buffer and the state of its map request.
 pub(super) struct Staging {
-    pub(super) buffer: wgpu::Buffer,
+    buffer: wgpu::Buffer,
     state: MapState,
 }
 
 impl Staging {
-    pub(super) fn new(context: &mut Context, label: &str, bytes: u64) -> Staging {
+    pub(super) fn new(device: &Device, label: &str, bytes: u64) -> Staging {
         Staging {
-            buffer: context.create_buffer(
+            buffer: device.create_buffer(
                 label,
                 bytes,
                 BufferUsages::MAP_READ | BufferUsages::COPY_DST,
@@ -65,60 +65,71 @@ impl Staging {
         }
     }
 
-    /// `None` while the map is pending.
-    fn outcome(&self) -> Option<Result<(), wgpu::BufferAsyncError>> {
-        self.state.0.lock().ok().and_then(|state| state.clone())
+    /// Copies `bytes` from `source` at `offset` into the start of this
+    /// buffer.
+    pub(super) fn encode_copy(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        source: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) {
+        encoder.copy_buffer_to_buffer(source, offset, &self.buffer, 0, bytes);
     }
-}
 
-impl Context {
-    /// Waits (bounded by the timeout) for the map `staging.request(bytes)`
+    /// Waits (bounded by the timeout) for the map `self.request(bytes)`
     /// asked for after `submission`, hands the mapped bytes to `read`, and
     /// unmaps, also when anything failed, so that the buffer can be used
     /// again.
-    pub(super) fn read_mapped<T>(
+    pub(super) fn read<T>(
         &self,
-        staging: &Staging,
+        device: &Device,
         submission: &wgpu::SubmissionIndex,
         what: &'static str,
         bytes: u64,
         read: impl FnOnce(&[u8]) -> T,
     ) -> Result<T, Error> {
-        let result = self.wait_mapped(staging, submission, what).and_then(|()| {
-            let view = staging
+        let result = self.wait_mapped(device, submission, what).and_then(|()| {
+            let view = self
                 .buffer
                 .get_mapped_range(0..bytes)
                 .map_err(GpuError::from)?;
             Ok(read(&view))
         });
         // The view is gone: end the mapping, or cancel one still pending.
-        staging.cancel();
+        self.cancel();
         result
     }
 
     fn wait_mapped(
         &self,
-        staging: &Staging,
+        device: &Device,
         submission: &wgpu::SubmissionIndex,
         what: &'static str,
     ) -> Result<(), Error> {
-        let deadline = self.deadline();
+        let faults = device.faults();
+        let deadline = faults.deadline();
         loop {
-            match staging.outcome() {
+            match self.outcome() {
                 Some(Ok(())) => return Ok(()),
-                Some(Err(error)) => return Err(self.lost_or(GpuError::from(error).into())),
+                Some(Err(error)) => return Err(faults.lost_or(GpuError::from(error).into())),
                 None => {}
             }
             if std::time::Instant::now() >= deadline {
-                return Err(self.timeout_error(what));
+                return Err(faults.timeout_error(what));
             }
-            self.wait_for(submission, what, deadline)?;
+            faults.wait_for(submission, what, deadline)?;
             // Normally the callback has run inside that poll; if not, the
             // next turn polls again (bounded by the deadline).
-            if staging.outcome().is_none() {
+            if self.outcome().is_none() {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
+    }
+
+    /// `None` while the map is pending.
+    fn outcome(&self) -> Option<Result<(), wgpu::BufferAsyncError>> {
+        self.state.0.lock().ok().and_then(|state| state.clone())
     }
 }
 

@@ -2,14 +2,24 @@
 //! size, buffer counts, device destruction) or its private arithmetic.
 //! Tests of the public API are in `tests/gpu.rs`.
 
-use super::derive::{Piece, SEGMENT_WORDS, Segments};
-use super::device::{CountLayout, WORKGROUP_SIZE, dispatch_grid};
-use super::{GpuBackend, gpu_or_skip};
+use super::backend::BuildOptions;
+use super::backend::GpuBackend;
+use super::counts::{CountLayout, Piece, SEGMENT_WORDS, Segments};
+use super::device::{WORKGROUP_SIZE, dispatch_grid};
+use super::skip::gpu_or_skip;
 use crate::random::{SplitMix64, random_queries, random_table};
 use crate::{BitTable, Error};
 
 fn backend(table: &BitTable) -> Option<GpuBackend> {
     gpu_or_skip(GpuBackend::new(table))
+}
+
+/// Build options that upload the table `piece_bytes` at a time.
+fn pieces(piece_bytes: u64) -> BuildOptions {
+    BuildOptions {
+        piece_bytes: Some(piece_bytes),
+        ..BuildOptions::default()
+    }
 }
 
 #[test]
@@ -95,7 +105,7 @@ fn counts_derived_in_small_pieces_match() {
         (31, 2000, 5000),
     ] {
         let table = random_table(rows, words_per_row, words_per_row as u64).unwrap();
-        let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, Some(piece_bytes))) else {
+        let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, pieces(piece_bytes))) else {
             return;
         };
         let queries: Vec<u32> = (0..rows as u32).rev().collect();
@@ -286,7 +296,7 @@ fn wide_rows_split_into_segments_of_whole_loops() {
     assert_eq!(per_row.segments, 0..(1 << 20) / SEGMENT_WORDS);
     let mut rng = SplitMix64::new(1);
     let table = BitTable::from_fn(2, 70_000, |_, _| rng.next_u64() as u32).unwrap();
-    let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, Some(8192))) else {
+    let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, pieces(8192))) else {
         return;
     };
     assert_eq!(
@@ -303,9 +313,9 @@ fn gpu_errors_keep_their_wgpu_source() {
     use std::error::Error as _;
     // What a caller sees: `Error::Gpu` whose source is the typed GpuError,
     // whose source in turn is wgpu's own error.
-    let error = Error::from(super::GpuError::from(wgpu::BufferAsyncError));
+    let error = Error::from(super::error::GpuError::from(wgpu::BufferAsyncError));
     let gpu_error = error.source().unwrap();
-    assert!(gpu_error.is::<super::GpuError>());
+    assert!(gpu_error.is::<super::error::GpuError>());
     assert!(gpu_error.source().unwrap().is::<wgpu::BufferAsyncError>());
     assert!(
         error
@@ -329,7 +339,7 @@ fn each_lane_holds_the_largest_count_of_its_width() {
             },
         )
         .unwrap();
-        let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, Some(4096))) else {
+        let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, pieces(4096))) else {
             return;
         };
         let queries: Vec<u32> = (0..rows as u32).collect();
@@ -338,5 +348,157 @@ fn each_lane_holds_the_largest_count_of_its_width() {
             table.reference_popcount(&queries).unwrap(),
             "{words_per_row} words a row"
         );
+    }
+}
+
+#[test]
+fn table_past_the_binding_limit_is_counted_in_pieces() {
+    // Only the per-row counts must fit one binding: the table streams
+    // through the derivation pass. The device is opened with its binding
+    // and buffer limits lowered to 1 MiB, so a table past them is small
+    // enough to build on any adapter. 16-word rows take 64 bytes.
+    let limit = 1 << 20;
+    let options = BuildOptions {
+        binding_limit: Some(limit),
+        ..BuildOptions::default()
+    };
+    let rows = (limit / 64 + 1) as usize;
+    let mut rng = SplitMix64::new(11);
+    let table = BitTable::from_fn(rows, 16, |_, _| rng.next_u64() as u32).unwrap();
+    assert!(table.size_in_bytes() as u64 > limit);
+    let Some(gpu) = gpu_or_skip(GpuBackend::build(&table, options)) else {
+        return;
+    };
+    // More queries than one 1 MiB binding holds: several chunks, and
+    // several resident segments.
+    let mut queries = vec![0, rows as u32 - 1, rows as u32 / 2];
+    queries.extend((0..300_000).map(|_| rng.below(rows as u64) as u32));
+    let expected = table.reference_popcount(&queries).unwrap();
+    assert_eq!(gpu.popcount(&queries).unwrap(), expected);
+    let counts = gpu
+        .popcount_resident(&gpu.upload_batch(&queries).unwrap())
+        .unwrap();
+    assert_eq!(gpu.read_back(&counts).unwrap(), expected);
+    assert!(matches!(
+        gpu.popcount(&[rows as u32]),
+        Err(Error::IndexOutOfRange { position: 0, .. })
+    ));
+    // The references move more than one buffer's worth piece by piece.
+    gpu.measure_transfer(3 * limit).unwrap();
+    gpu.measure_device_copy(3 * limit).unwrap();
+}
+
+#[test]
+fn counts_past_the_binding_limit_are_refused_by_name() {
+    // 16388 one-word rows keep 16388 bytes of u8 counts: past 4 KiB.
+    let options = BuildOptions {
+        binding_limit: Some(4096),
+        ..BuildOptions::default()
+    };
+    let table = BitTable::seed(16388);
+    match GpuBackend::build(&table, options) {
+        Err(Error::GpuUnavailable(reason)) if reason.contains("per-row counts") => {
+            assert!(
+                reason.contains("max_storage_buffer_binding_size"),
+                "{reason}"
+            );
+        }
+        Ok(_) => panic!("counts past the binding limit were accepted"),
+        // No adapter at all: skipped, unless the GPU is required.
+        Err(other) => {
+            gpu_or_skip(Err::<(), _>(other));
+        }
+    }
+}
+
+const LOOKUP_WGSL: &str = include_str!("../../shaders/popcount_lookup.wgsl");
+const DERIVE_WGSL: &str = include_str!("../../shaders/derive_counts.wgsl");
+
+/// The shader `source` as naga's IR.
+fn parse(source: &str) -> naga::Module {
+    naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|error| panic!("{}", error.emit_to_string(source)))
+}
+
+/// A WGSL struct's size and its members' names and offsets, as naga lays
+/// it out.
+fn wgsl_struct(source: &str, name: &str) -> (u32, Vec<(String, u32)>) {
+    parse(source)
+        .types
+        .iter()
+        .find_map(|(_, ty)| match (&ty.name, &ty.inner) {
+            (Some(found), naga::TypeInner::Struct { members, span }) if found == name => {
+                let members = members
+                    .iter()
+                    .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                    .collect();
+                Some((*span, members))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the shader has no struct {name}"))
+}
+
+/// A host struct's size and the names and offsets of `fields`, in order.
+macro_rules! host_struct {
+    ($ty:ty; $($field:ident),* $(,)?) => {
+        (
+            size_of::<$ty>() as u32,
+            vec![$((stringify!($field).to_string(), std::mem::offset_of!($ty, $field) as u32)),*],
+        )
+    };
+}
+
+#[test]
+fn host_params_match_the_wgsl_structs() {
+    assert_eq!(
+        host_struct!(super::lookup::Params; count, rows, threads_per_row, lanes_log2),
+        wgsl_struct(LOOKUP_WGSL, "Params"),
+    );
+    assert_eq!(
+        host_struct!(
+            super::counts::Params;
+            segments,
+            first_row,
+            first_segment,
+            words_per_row,
+            segments_per_row,
+            lanes_log2,
+            threads_per_row,
+            pad,
+        ),
+        wgsl_struct(DERIVE_WGSL, "Params"),
+    );
+}
+
+#[test]
+fn host_constants_match_the_shaders() {
+    for (source, entry_point) in [
+        (LOOKUP_WGSL, "popcount_lookup"),
+        (DERIVE_WGSL, "derive_counts"),
+    ] {
+        let module = parse(source);
+        let entry = module
+            .entry_points
+            .iter()
+            .find(|e| e.name == entry_point)
+            .unwrap_or_else(|| panic!("no entry point {entry_point}"));
+        assert_eq!(
+            entry.workgroup_size,
+            [WORKGROUP_SIZE, 1, 1],
+            "{entry_point}"
+        );
+    }
+    let module = parse(DERIVE_WGSL);
+    let (_, constant) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some("SEGMENT_WORDS"))
+        .expect("derive_counts.wgsl declares SEGMENT_WORDS");
+    match module.global_expressions[constant.init] {
+        naga::Expression::Literal(naga::Literal::U32(words)) => {
+            assert_eq!(u64::from(words), SEGMENT_WORDS)
+        }
+        ref other => panic!("SEGMENT_WORDS is {other:?}, not a u32 literal"),
     }
 }

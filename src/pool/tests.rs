@@ -146,3 +146,106 @@ fn map_drops_the_results_of_completed_chunks_when_another_fails() {
     drop(out);
     assert_eq!(dropped.load(Ordering::SeqCst), items.len());
 }
+
+mod placement {
+    use crate::topology::affinity;
+    use crate::{CacheDomain, Placement, Pool, Topology};
+
+    fn two_domains() -> Topology {
+        // This machine's first two CPUs as two domains, so pinning is real.
+        Topology::from_domains(vec![
+            CacheDomain {
+                cpus: vec![0],
+                llc_bytes: None,
+                numa_node: Some(0),
+            },
+            CacheDomain {
+                cpus: vec![1],
+                llc_bytes: None,
+                numa_node: Some(0),
+            },
+        ])
+    }
+
+    #[test]
+    fn one_domain_gets_exactly_one_copy() {
+        let pool = Pool::builder()
+            .threads(4)
+            .topology(Topology::single(4))
+            .build_per_domain(|domain, _| Ok::<_, String>(vec![domain as u8; 1 << 16]))
+            .unwrap();
+        assert_eq!((pool.init_calls(), pool.copies()), (1, 1));
+        let first = pool.state(0).unwrap().as_ptr();
+        for worker in 0..4 {
+            assert_eq!(pool.copy_of_worker(worker), Some(0));
+            assert!(std::ptr::eq(pool.state(worker).unwrap().as_ptr(), first));
+        }
+        // Every task, wherever it runs, sees that one copy.
+        let seen = pool
+            .map(&[(); 64], |table, _| table.as_ptr() as usize)
+            .unwrap();
+        assert!(seen.iter().all(|&p| p == first as usize));
+    }
+
+    #[test]
+    fn workers_read_their_own_domains_copy_and_are_pinned_there() {
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            eprintln!("skipped: needs two CPUs to pin to");
+            return;
+        }
+        let pool = Pool::builder()
+            .threads(4)
+            .topology(two_domains())
+            .build_per_domain(|domain, cpus| {
+                // Built on a worker of the domain, already pinned there.
+                assert_eq!(affinity::current(), Some(cpus.cpus.clone()));
+                Ok::<_, String>(domain)
+            })
+            .unwrap();
+        assert_eq!((pool.init_calls(), pool.copies()), (2, 2));
+        assert_eq!(
+            pool.domain_of_copy(1).map(|d| d.cpus.clone()),
+            Some(vec![1])
+        );
+        for worker in 0..4 {
+            assert_eq!(pool.copy_of_worker(worker), Some(worker % 2));
+            assert_eq!(pool.state(worker), Some(&(worker % 2)));
+        }
+        // A task sees the copy of the domain its thread is pinned to.
+        let pairs = pool
+            .map(&[(); 256], |domain, _| (*domain, affinity::current()))
+            .unwrap();
+        for (domain, cpus) in pairs {
+            assert_eq!(cpus, Some(vec![domain]));
+        }
+    }
+
+    #[test]
+    fn per_worker_and_shared_make_as_many_copies_as_they_say() {
+        let per_worker = Pool::builder()
+            .threads(3)
+            .build_placed(Placement::PerWorker, Ok::<_, String>)
+            .unwrap();
+        assert_eq!((per_worker.init_calls(), per_worker.copies()), (3, 3));
+        assert_eq!(per_worker.state(2), Some(&2));
+        let shared = Pool::builder()
+            .threads(3)
+            .build_shared(|| Ok::<_, String>(7))
+            .unwrap();
+        assert_eq!((shared.init_calls(), shared.copies()), (1, 1));
+        assert_eq!(shared.map(&[1, 2, 3], |s, x| s + x).unwrap(), [8, 9, 10]);
+    }
+
+    #[test]
+    fn a_failing_domain_initializer_names_its_worker() {
+        let err = Pool::builder()
+            .threads(4)
+            .topology(two_domains())
+            .build_per_domain(|domain, _| if domain == 1 { Err("no") } else { Ok(()) })
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::Error::Initializer { worker: 1, .. }),
+            "{err}"
+        );
+    }
+}

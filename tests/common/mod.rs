@@ -3,27 +3,36 @@
 
 use std::sync::Arc;
 
-use initret::random::{SplitMix64, random_queries};
-use initret::{Backend, BitTable, Dispatcher, Error};
+use initret::arch::{Fetch, Isa, Kernel, LookupKernel};
+use initret::harness::PREFETCH_DISTANCES;
+pub use initret::harness::gpu_or_skip;
+use initret::harness::{SplitMix64, random_queries};
+use initret::{Backend, BitTable, Dispatcher};
 
-/// Whether `INITRET_REQUIRE_GPU=1` turns a missing adapter into a failure.
-/// Builds without the `gpu` feature never require one.
-pub fn gpu_required() -> bool {
-    initret::gpu::ENABLED && std::env::var("INITRET_REQUIRE_GPU").as_deref() == Ok("1")
-}
-
-/// The integration tests' one GPU-or-skip rule: the built value, or `None`
-/// after printing why there is none (`GpuUnavailable`); panics instead when
-/// the GPU is required, and on any other error, which is a failure wherever
-/// it happens.
-pub fn gpu_or_skip<T>(built: Result<T, Error>) -> Option<T> {
-    match built {
-        Ok(value) => Some(value),
-        Err(Error::GpuUnavailable(reason)) if !gpu_required() => {
-            eprintln!("skipping the GPU backend: {reason}");
-            None
+/// A command that runs this test binary again (for tests that need a fresh
+/// process). Under a cross-target runner the binary cannot be exec'd
+/// directly (qemu-user without binfmt), so it runs under the same runner
+/// cargo used: `CARGO_TARGET_<TRIPLE>_RUNNER` for this architecture and OS,
+/// which cargo's environment passes on to the test process. Like cargo, the
+/// value is split on whitespace into the program and its arguments.
+pub fn self_command() -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let arch = format!("{}_", std::env::consts::ARCH.to_uppercase());
+    let os = std::env::consts::OS.to_uppercase();
+    let runner = std::env::vars().find_map(|(key, value)| {
+        let triple = key.strip_prefix("CARGO_TARGET_")?.strip_suffix("_RUNNER")?;
+        (triple.starts_with(&arch) && triple.split('_').any(|word| word == os)).then_some(value)
+    });
+    let words: Vec<String> = runner
+        .map(|value| value.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    match words.split_first() {
+        Some((program, args)) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args).arg(exe);
+            command
         }
-        Err(e) => panic!("building the GPU backend failed: {e}"),
+        None => std::process::Command::new(exe),
     }
 }
 
@@ -62,4 +71,34 @@ pub fn sixteen_threads_check(dispatcher: Dispatcher, table: BitTable, large: usi
     for h in handles {
         h.join().unwrap();
     }
+}
+
+/// Every kernel this CPU can run, with the calibration's prefetch distances
+/// and a few odd ones (a distance of 1, one shorter than a vector, one
+/// longer than most batches here); the others are reported as skipped.
+pub fn every_kernel() -> Vec<LookupKernel> {
+    let mut kernels = Vec::new();
+    for isa in Isa::ALL {
+        for fetch in [Fetch::Loads, Fetch::Gather] {
+            let odd = [0, 1, 5, 100];
+            for prefetch in odd.into_iter().chain(PREFETCH_DISTANCES) {
+                let kernel = Kernel::new(isa, fetch, prefetch);
+                if kernel.is_available() {
+                    kernels.push(LookupKernel::new(kernel).unwrap());
+                } else if isa.is_available() && prefetch == 0 && isa != Isa::Scalar {
+                    eprintln!("skipping the {kernel} kernel: not on this target");
+                }
+            }
+        }
+        if !isa.is_available() {
+            eprintln!("skipping the {isa} kernels: this CPU or build cannot run them");
+        }
+    }
+    for kernel in Kernel::available() {
+        assert!(
+            kernels.iter().any(|k| k.kernel() == kernel),
+            "{kernel} untested"
+        );
+    }
+    kernels
 }

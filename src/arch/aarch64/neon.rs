@@ -3,9 +3,9 @@
 
 use std::arch::aarch64::*;
 
-use crate::arch::generic::{self, GatherVector};
+use crate::arch::generic::{self, LaneVector};
 
-impl GatherVector for uint32x4_t {
+impl LaneVector for uint32x4_t {
     const LANES: usize = 4;
 
     #[inline(always)]
@@ -18,6 +18,18 @@ impl GatherVector for uint32x4_t {
     unsafe fn load(ptr: *const u32) -> Self {
         // SAFETY: the caller guarantees 4 readable words at `ptr`.
         unsafe { vld1q_u32(ptr) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_wide(ptr: *const u64) -> (Self, bool) {
+        // SAFETY: the caller guarantees NEON and 4 readable `u64`s at `ptr`.
+        // Little-endian only (see `Isa::is_available`): each word's low
+        // half is its even 32-bit element.
+        unsafe {
+            let a = vld1q_u32(ptr.cast());
+            let b = vld1q_u32(ptr.add(2).cast());
+            (vuzp1q_u32(a, b), vmaxvq_u32(vuzp2q_u32(a, b)) == 0)
+        }
     }
 
     #[inline(always)]

@@ -2,9 +2,9 @@
 
 use std::arch::x86_64::*;
 
-use crate::arch::generic::{self, GatherVector};
+use crate::arch::generic::{self, LaneVector};
 
-impl GatherVector for __m256i {
+impl LaneVector for __m256i {
     const LANES: usize = 8;
 
     #[inline(always)]
@@ -17,6 +17,25 @@ impl GatherVector for __m256i {
     unsafe fn load(ptr: *const u32) -> Self {
         // SAFETY: the caller guarantees 8 readable words at `ptr`.
         unsafe { _mm256_loadu_si256(ptr.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_wide(ptr: *const u64) -> (Self, bool) {
+        // SAFETY: the caller guarantees AVX2 and 8 readable `u64`s at `ptr`.
+        unsafe {
+            let a = _mm256_loadu_si256(ptr.cast());
+            let b = _mm256_loadu_si256(ptr.add(4).cast());
+            // Even 32-bit halves (the low ones): [a0 a1 b0 b1 | a2 a3 b2 b3],
+            // then the 64-bit pairs reordered to [a0 a1 a2 a3 b0 b1 b2 b3].
+            let lows = _mm256_castps_si256(_mm256_shuffle_ps::<0b10_00_10_00>(
+                _mm256_castsi256_ps(a),
+                _mm256_castsi256_ps(b),
+            ));
+            let lanes = _mm256_permute4x64_epi64::<0b11_01_10_00>(lows);
+            let high = _mm256_set1_epi64x(0xFFFF_FFFF_0000_0000_u64 as i64);
+            let fit = _mm256_testz_si256(_mm256_or_si256(a, b), high) == 1;
+            (lanes, fit)
+        }
     }
 
     #[inline(always)]

@@ -3,9 +3,9 @@
 
 use std::arch::x86_64::*;
 
-use crate::arch::generic::{self, GatherVector};
+use crate::arch::generic::{self, LaneVector};
 
-impl GatherVector for __m512i {
+impl LaneVector for __m512i {
     const LANES: usize = 16;
 
     #[inline(always)]
@@ -18,6 +18,24 @@ impl GatherVector for __m512i {
     unsafe fn load(ptr: *const u32) -> Self {
         // SAFETY: the caller guarantees 16 readable words at `ptr`.
         unsafe { _mm512_loadu_si512(ptr.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn load_wide(ptr: *const u64) -> (Self, bool) {
+        // SAFETY: the caller guarantees AVX-512F and 16 readable `u64`s at
+        // `ptr`.
+        unsafe {
+            let a = _mm512_loadu_si512(ptr.cast());
+            let b = _mm512_loadu_si512(ptr.add(8).cast());
+            // The low 32-bit half of every 64-bit word, a's then b's.
+            let lanes = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(a)),
+                _mm512_cvtepi64_epi32(b),
+            );
+            let high = _mm512_set1_epi64(0xFFFF_FFFF_0000_0000_u64 as i64);
+            let fit = _mm512_test_epi64_mask(_mm512_or_si512(a, b), high) == 0;
+            (lanes, fit)
+        }
     }
 
     #[inline(always)]

@@ -9,6 +9,19 @@ then uses it. The three lines::
     counts = initret.dask.popcount(queries)        # queries: a dask array of row indices
     total = int(counts.sum().compute())
 
+``DispatcherPlugin(table)`` places the *counts* once per host (``shared=True``,
+the default): the first worker on a host derives them and copies them into a
+shared memory segment named after the plugin; the other workers on that
+host map the same segment read-only (create-or-attach under a file lock,
+so workers that start together race safely). Every worker's dispatcher
+then reads the counts in place: a host holds one count table, whatever its
+number of workers (python/BENCHMARKS-python.md has the measured memory).
+Each worker still receives the table inside the plugin and drops it after
+setup. ``shared=False`` gives each worker its own dispatcher and counts (a
+private copy each worker may rely on alone); where memory cannot be shared
+(no ``/dev/shm``, or it is full) each worker derives its own, with a
+``RuntimeWarning``.
+
 Needs the ``dask`` extra: ``pip install "./python[dask]"`` (dask[array] and
 distributed).
 """
@@ -16,6 +29,8 @@ distributed).
 from __future__ import annotations
 
 import os
+import secrets
+import warnings
 from typing import Any, Optional
 
 import numpy as np
@@ -30,6 +45,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
     ) from error
 
 from . import Dispatcher, IndexOutOfRange
+from ._share import attach_or_create
 
 __all__ = ["DispatcherPlugin", "get_dispatcher", "popcount", "register", "DEFAULT_NAME"]
 
@@ -40,52 +56,98 @@ DEFAULT_NAME = "initret"
 class DispatcherPlugin(WorkerPlugin):
     """Builds one :class:`~initret.Dispatcher` on each Dask worker.
 
-    ``DispatcherPlugin(table, backend="cpu", threads=0, name="initret")``
+    ``DispatcherPlugin(table, backend="cpu", threads=0, name="initret", shared=True)``
 
     The plugin (with the table) is sent to every worker, including workers
     that join later; its :meth:`setup` runs once per worker and builds the
-    dispatcher there, after which the plugin drops its copy of the table
-    (the dispatcher holds its own). Register it with
+    dispatcher there, after which the plugin drops its copy of the table.
+    With ``shared=True`` (the default) the counts are placed once per host in shared
+    memory (the first worker there derives them and creates the segment,
+    the others map it read-only), and every worker's dispatcher reads them
+    in place; the creating worker keeps the segment until its plugin is
+    torn down (workers that join later attach to it, or create it again
+    once it is gone).
+    ``shared=False``: each worker builds from its own copy. Register it with
     ``client.register_plugin(plugin)`` or :func:`register`.
 
     Attributes on the worker's copy: ``dispatcher``, ``builds`` (how many
-    times ``setup`` built one: 1), ``pid``.
+    times ``setup`` built one: 1), ``pid``, ``segment`` (the shared memory
+    segment's name, ``""`` when not shared) and ``created_segment``
+    (whether this worker created it).
     """
 
-    def __init__(self, table: Any, backend: str = "cpu", threads: int = 0, name: str = DEFAULT_NAME) -> None:
+    def __init__(self, table: Any, backend: str = "cpu", threads: int = 0, name: str = DEFAULT_NAME,
+                 shared: bool = True) -> None:
         self.table: Optional[np.ndarray] = np.ascontiguousarray(table)
         self.backend = backend
         self.threads = threads
         self.name = name
+        self.shared = shared
+        # Names this registration's segment on every host (random: two
+        # registrations of one table are two segments).
+        self.token = secrets.token_hex(12)
         self.dispatcher: Optional[Dispatcher] = None
         self.builds = 0
         self.pid: Optional[int] = None
+        self.segment = ""
+        self.created_segment = False
+        self._segment: Any = None
 
     def __getstate__(self) -> dict:
         # The dispatcher (threads, GPU device) never travels; the table does.
         state = self.__dict__.copy()
         state["dispatcher"] = None
+        state["_segment"] = None
         return state
 
     def setup(self, worker: Any) -> None:
         """Runs on the worker when the plugin arrives: builds its dispatcher."""
         if self.table is None:
             raise RuntimeError("this DispatcherPlugin was already set up; register a new one")
-        self.dispatcher = Dispatcher(self.table, backend=self.backend, threads=self.threads)
+        table, self.table = self.table, None
+        self.dispatcher = None
+        if self.shared:
+            self.dispatcher = self._attach_shared_counts(table)
+        if self.dispatcher is None:
+            self.dispatcher = Dispatcher(table, backend=self.backend, threads=self.threads)
         self.builds += 1
         self.pid = os.getpid()
-        self.table = None
+
+    def _attach_shared_counts(self, table: np.ndarray) -> Optional[Dispatcher]:
+        """The dispatcher over this host's shared counts (derived here if
+        this worker is the host's first), or ``None`` where memory cannot
+        be shared (each worker then builds its own)."""
+        def derive() -> np.ndarray:
+            counts, width = Dispatcher(table, backend="cpu", threads=1)._counts()
+            # Typed by width, so that attaching workers learn it too.
+            return counts.view(np.dtype(f"<u{width}"))
+
+        try:
+            counts, self._segment, self.segment = attach_or_create(self.token, derive)
+        except OSError as error:  # e.g. /dev/shm too small: this worker's own counts
+            warnings.warn(f"initret: counts not shared on this host, each worker derives its own: {error}",
+                          RuntimeWarning, stacklevel=1)
+            return None
+        self.created_segment = self._segment is not None
+        if not self.segment:
+            return None
+        words = 1 if table.ndim == 1 else int(table.shape[1])
+        return Dispatcher._from_counts(counts.view(np.uint8), int(table.shape[0]), counts.itemsize, words,
+                                       self.backend, self.threads, "per-domain")
 
     def teardown(self, worker: Any) -> None:
         """Runs when the worker closes or the plugin is removed."""
         self.dispatcher = None
+        if self._segment is not None:
+            self._segment.unlink()
+            self._segment = None
 
 
 def register(client: Any, table: Any, backend: str = "cpu", threads: int = 0,
-             name: str = DEFAULT_NAME) -> DispatcherPlugin:
+             name: str = DEFAULT_NAME, shared: bool = True) -> DispatcherPlugin:
     """Registers a :class:`DispatcherPlugin` for ``table`` on every worker of
     ``client`` (and on workers that join later); returns the plugin."""
-    plugin = DispatcherPlugin(table, backend=backend, threads=threads, name=name)
+    plugin = DispatcherPlugin(table, backend=backend, threads=threads, name=name, shared=shared)
     if hasattr(client, "register_plugin"):
         client.register_plugin(plugin, name=name)
     else:  # distributed < 2023.9.2

@@ -17,12 +17,35 @@ _Queries = Union[npt.ArrayLike, "np.ndarray[Any, np.dtype[np.integer[Any]]]"]
 class Dispatcher:
     """Popcount lookups into a table placed once on a backend."""
 
-    def __new__(cls, table: npt.ArrayLike, backend: str = "cpu", threads: int = 0) -> "Dispatcher": ...
+    def __new__(
+        cls,
+        table: npt.ArrayLike,
+        backend: str = "cpu",
+        threads: int = 0,
+        *,
+        kernel: Optional[str] = None,
+        isa: Optional[str] = None,
+        placement: str = "per-domain",
+    ) -> "Dispatcher": ...
     def popcount(
         self,
         queries: _Queries,
         out: Optional["np.ndarray[Any, np.dtype[np.uint32]]"] = None,
     ) -> "np.ndarray[Any, np.dtype[np.uint32]]": ...
+    def __reduce__(self) -> Any: ...
+    @staticmethod
+    def _from_counts(
+        counts: "np.ndarray[Any, np.dtype[np.uint8]]",
+        rows: int,
+        bytes_per_count: int,
+        words_per_row: int,
+        backend: str,
+        threads: int,
+        placement: str,
+    ) -> "Dispatcher": ...
+    def _counts(self) -> "tuple[np.ndarray[Any, np.dtype[np.uint8]], int]": ...
+    @property
+    def counts_shared(self) -> bool: ...
     def route(self, queries: int) -> str: ...
     def describe(self) -> str: ...
     @property

@@ -32,7 +32,12 @@ Whether ``initret=`` is passed is decided by ``expect_initret``:
   as :mod:`multiprocessing` calls them, whatever their initializer returns.
   A callable whose signature cannot be inspected (some builtins) is not
   passed ``initret``. The check is made once per call of ``map`` (and
-  friends), in the parent, and cached per function.
+  friends), in the parent, and cached per function for as long as the
+  function lives (the cache holds it weakly, so it keeps no task function,
+  partial, bound method or closure alive).
+* A :func:`functools.partial` that already binds ``initret=`` keeps its
+  value, whatever ``expect_initret`` says, as :mod:`multiprocessing` would
+  call it.
 * ``True``: always passed (as in the CPython PR), ``None`` when there is no
   initializer. ``func`` must accept it.
 * ``False``: never passed: exactly :class:`multiprocessing.pool.Pool`.
@@ -44,6 +49,7 @@ import functools
 import inspect
 import itertools
 import multiprocessing.pool
+import weakref
 from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 __all__ = ["Pool", "current_initret", "accepts_initret"]
@@ -105,7 +111,15 @@ class _WithInitret:
         return f"<{self.func!r} with initret>"
 
 
+def _binds_initret(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` is a :func:`functools.partial` that already binds
+    ``initret=``: the caller chose the value, so it is not overridden."""
+    return isinstance(func, functools.partial) and "initret" in (func.keywords or {})
+
+
 def _signature_accepts_initret(func: Callable[..., Any]) -> bool:
+    if _binds_initret(func):
+        return False
     try:
         parameters = inspect.signature(func).parameters
     except (TypeError, ValueError):
@@ -117,16 +131,27 @@ def _signature_accepts_initret(func: Callable[..., Any]) -> bool:
     )
 
 
-_cached_accepts_initret = functools.lru_cache(maxsize=512)(_signature_accepts_initret)
+#: The answers of :func:`_signature_accepts_initret`, keyed weakly by the
+#: callable: an entry goes when its function, partial or bound method dies,
+#: so the cache never keeps a task function (or what it closes over or is
+#: bound to) alive.
+_accepts_cache: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
 
 
 def accepts_initret(func: Callable[..., Any]) -> bool:
     """Whether ``func`` has a parameter named ``initret`` (positional-or-
-    keyword or keyword-only): the ``expect_initret=None`` ("auto") rule."""
+    keyword or keyword-only) that is not already bound by a
+    :func:`functools.partial`: the ``expect_initret=None`` ("auto") rule."""
     try:
-        return _cached_accepts_initret(func)
-    except TypeError:  # unhashable callable
-        return _signature_accepts_initret(func)
+        return _accepts_cache[func]
+    except (KeyError, TypeError):  # not seen yet; or unhashable, or no weakrefs
+        pass
+    answer = _signature_accepts_initret(func)
+    try:
+        _accepts_cache[func] = answer
+    except TypeError:
+        pass
+    return answer
 
 
 class Pool(multiprocessing.pool.Pool):
@@ -140,6 +165,15 @@ class Pool(multiprocessing.pool.Pool):
     task functions get ``initret=``: ``None`` (default) when the function
     has an ``initret`` parameter, ``True`` always, ``False`` never. See the
     module documentation.
+
+    ``shared=False`` (default): the initializer runs in every worker, and
+    each worker owns its return value (choose it when workers must own or
+    mutate their state). ``shared=True``: the initializer runs once, here,
+    in the parent; its return value goes through :func:`initret.share`,
+    and every worker receives it as ``initret`` with each numpy array a
+    read-only view of one shared memory segment, mapped, not copied
+    (choose it when the state is big and read-only). The segment is
+    released by ``terminate()`` (the end of a ``with`` block) or ``join()``.
     """
 
     def __init__(
@@ -151,6 +185,7 @@ class Pool(multiprocessing.pool.Pool):
         context: Any = None,
         *,
         expect_initret: Optional[bool] = None,
+        shared: bool = False,
     ) -> None:
         # Set before anything can raise, as the standard library does, so
         # that Pool.__del__ finds it on a half-built pool.
@@ -161,6 +196,11 @@ class Pool(multiprocessing.pool.Pool):
         if expect_initret not in (None, True, False):
             raise TypeError("expect_initret must be None, True or False")
         self._expect_initret = expect_initret
+        self._shared = None
+        if shared:  # the initializer runs here, once; workers map its result
+            from ._share import pool_initializer
+
+            self._shared, initializer, initargs = pool_initializer(initializer, tuple(initargs))
         super().__init__(
             processes,
             _run_initializer,
@@ -168,6 +208,16 @@ class Pool(multiprocessing.pool.Pool):
             maxtasksperchild,
             context,
         )
+
+    def terminate(self) -> None:
+        super().terminate()
+        if getattr(self, "_shared", None) is not None:
+            self._shared.unlink()  # shared=True: no worker will attach again
+
+    def join(self) -> None:
+        super().join()
+        if getattr(self, "_shared", None) is not None:
+            self._shared.unlink()
 
     @property
     def expect_initret(self) -> Optional[bool]:
@@ -178,7 +228,8 @@ class Pool(multiprocessing.pool.Pool):
         expect = self._expect_initret
         if expect is None:
             return accepts_initret(func)
-        return expect
+        # A partial that binds initret= keeps its value, whatever expect says.
+        return expect and not _binds_initret(func)
 
     def _wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(func, _WithInitret) or not self._wants_initret(func):

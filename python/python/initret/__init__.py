@@ -11,6 +11,8 @@ initret places the table once per worker and hands it to every call:
   initializer's return value is passed to every call as ``initret=`` (the
   CPython proposal bpo-34837 / PR #9627).
 * :mod:`initret.dask`: one :class:`Dispatcher` per Dask worker.
+* :func:`share` and ``Pool(shared=True)``: big read-only state placed once
+  per machine in shared memory, mapped read-only by every worker.
 
 Example::
 
@@ -27,35 +29,27 @@ from typing import Optional
 
 import numpy as _np
 
-from ._errors import (
-    APT_HINT,
-    GpuError,
-    GpuUnavailable,
-    IndexOutOfRange,
-    InitretError,
-    InvalidTable,
-    IsaUnavailable,
-)
+from . import _errors
+from ._errors import *  # noqa: F403 (the exception classes: _errors.__all__)
 from ._initret import SEED_CHECKSUM, SEED_ROWS, Dispatcher, __version__
 from ._initret import info as _info
 from .pool import Pool
+from ._share import Shared, SharedMemoryUnavailable, share
 
 __all__ = [
     "Dispatcher",
     "Pool",
+    "share",
+    "Shared",
+    "SharedMemoryUnavailable",
     "info",
     "seed_table",
-    "InitretError",
-    "IndexOutOfRange",
-    "InvalidTable",
-    "GpuUnavailable",
-    "GpuError",
-    "IsaUnavailable",
-    "APT_HINT",
     "SEED_ROWS",
     "SEED_CHECKSUM",
     "__version__",
 ]
+# The exceptions and APT_HINT, named once, where they are defined.
+__all__ += _errors.__all__
 
 
 def info() -> dict:

@@ -17,6 +17,7 @@ __all__ = [
     "GpuUnavailable",
     "GpuError",
     "IsaUnavailable",
+    "ConcurrentModification",
     "APT_HINT",
 ]
 
@@ -80,18 +81,24 @@ class GpuUnavailable(InitretError, RuntimeError):
 
     initret never falls back to the CPU silently. Attributes:
 
-        reason: why (no adapter, the adapter refused a request, the table is
-            larger than the adapter's binding limit, ...).
-        hint: how to get a software Vulkan adapter on Debian or Ubuntu.
+        reason: why (no adapter, ``INITRET_ADAPTER`` matches none, the
+            adapter refused a request, the table is larger than the
+            adapter's binding limit, ...).
+        hint: how to get a software Vulkan adapter on Debian or Ubuntu
+            (:data:`APT_HINT`) when wgpu found no adapter at all; ``None``
+            otherwise.
     """
 
-    def __init__(self, reason: str, kind: Optional[str] = "GpuUnavailable") -> None:
-        super().__init__(f"GPU unavailable: {reason}; {APT_HINT}", kind)
+    def __init__(
+        self, reason: str, kind: Optional[str] = "GpuUnavailable", hint: Optional[str] = None
+    ) -> None:
+        message = f"GPU unavailable: {reason}" + (f"; {hint}" if hint else "")
+        super().__init__(message, kind)
         self.reason = reason
-        self.hint = APT_HINT
+        self.hint = hint
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.reason, self.kind))
+        return (type(self), (self.reason, self.kind, self.hint))
 
 
 class GpuError(InitretError, RuntimeError):
@@ -106,3 +113,54 @@ class IsaUnavailable(InitretError, ValueError):
 
     def __init__(self, message: str, kind: Optional[str] = "IsaUnavailable") -> None:
         super().__init__(message, kind)
+
+
+class ConcurrentModification(InitretError, RuntimeError):
+    """The queries changed while a call was reading them: another thread
+    wrote to the query array during the call.
+
+    A check found an out-of-range index that was gone when the call looked
+    again, so no count of the call can be trusted and none is returned
+    (``out``, if given, may be partly written). Repeat the call with a
+    query array no other thread writes to. ``position`` is the query
+    position concerned, or ``None`` when only its chunk is known.
+    """
+
+    def __init__(
+        self, message: str, position: Optional[int] = None, kind: Optional[str] = "ConcurrentModification"
+    ) -> None:
+        super().__init__(message, kind)
+        self.position = None if position is None else int(position)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.position, self.kind))
+
+
+#: The class for each error variant of the Rust library that has a class of
+#: its own or shares one; every other variant becomes :class:`InitretError`
+#: with ``kind`` set to the variant's name.
+_GPU_FAILURES = ("DeviceLost", "GpuTimeout", "Gpu", "ForeignGpuValue", "CountsIncomplete")
+_VALUE_ERRORS = ("OutputLength", "InvalidConfig")
+
+
+def from_library(variant: str, message: str, **fields: Any) -> Exception:
+    """The exception for an error of the Rust library (used by the compiled
+    module): ``variant`` is the Rust variant's name, ``message`` its text,
+    ``fields`` its fields (``position``, ``index``, ``rows``, ``reason``,
+    ...), so no message is ever parsed."""
+    if variant == "IndexOutOfRange":
+        return IndexOutOfRange(fields["position"], fields["index"], fields["rows"])
+    if variant == "InvalidTable":
+        return InvalidTable(fields.get("reason", message))
+    if variant == "GpuUnavailable":
+        hint = APT_HINT if fields.get("no_adapter") else None
+        return GpuUnavailable(fields.get("reason", message), hint=hint)
+    if variant == "IsaUnavailable":
+        return IsaUnavailable(message)
+    if variant == "ConcurrentModification":
+        return ConcurrentModification(message, fields.get("position"))
+    if variant in _GPU_FAILURES:
+        return GpuError(message, variant)
+    if variant in _VALUE_ERRORS:
+        return ValueError(message)
+    return InitretError(message, variant)

@@ -359,6 +359,17 @@ def print_bench(report: Dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m initret",
@@ -366,9 +377,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "against numpy (bench), or what this machine offers (info).",
     )
     parser.add_argument("command", nargs="?", default="seed", choices=["seed", "bench", "info"])
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--processes", type=_positive, default=os.cpu_count() or 1,
                         help="pool size for the multiprocessing rows (default: CPUs)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the best is kept")
+    parser.add_argument("--repeat", type=_positive, default=5, help="runs per measurement; the best is kept")
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU row")
     parser.add_argument("--gpu", action="store_true", help="bench: add GPU rows")
     parser.add_argument("--big", action="store_true", help="bench: add 2^24 queries into 2^26 rows")

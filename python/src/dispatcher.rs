@@ -1,0 +1,382 @@
+//! `initret.Dispatcher`.
+
+use std::mem::ManuallyDrop;
+
+use initret::arch::KernelRequest;
+use initret::{Dispatcher, Placement};
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+
+use crate::arguments::{backend_from_py, kernel_request_from_py, table_from_py, threads_from_py};
+use crate::errors::to_pyerr;
+use crate::numpy;
+use crate::output::{RecycledResults, unwritable_out};
+use crate::queries::{Lookup, query_array};
+use crate::sharing::{counts_view, dispatcher_over, pickled_cpu};
+
+/// `initret.Dispatcher`: popcount lookups into a table placed once on a
+/// backend.
+///
+/// ``Dispatcher(table, backend="cpu", threads=0, *, kernel=None, isa=None, placement="per-domain")``
+///
+/// * ``table``: a numpy ``uint32`` array, 1-D (one word per row) or 2-D
+///   (rows x words); any integer array-like whose values fit in 32 unsigned
+///   bits is accepted. It is copied at build, so later changes to the
+///   caller's array do not change results.
+/// * ``backend``: ``"cpu"`` (SIMD kernels on worker threads), ``"gpu"``
+///   (wgpu; raises ``GpuUnavailable`` when there is no adapter, never falls
+///   back silently) or ``"auto"`` (the CPU, plus a real GPU for batches
+///   above a crossover measured at build; see ``.note``).
+/// * ``threads``: CPU worker threads, 0 for one per CPU, at most 1024.
+/// * ``kernel``: fixes the CPU kernel, unmeasured, by name (as
+///   ``initret.info()["kernels"]`` lists them; ``"scalar-loads"`` for the
+///   plain scalar loop). Overrides ``INITRET_FORCE_ISA``.
+/// * ``isa``: measures only this instruction set's kernels (``"scalar"``,
+///   ``"avx2"``, ``"avx512"``, ``"neon"``). Overrides ``INITRET_FORCE_ISA``,
+///   which is otherwise read each time a dispatcher is built.
+/// * ``placement``: how the CPU backend places its count table:
+///   ``"per-domain"`` (one copy per cache domain, the CPUs sharing a
+///   last-level cache and NUMA node; workers pinned there when there are
+///   several), ``"shared"`` (one copy) or ``"per-worker"`` (one per
+///   thread, the baseline). ``describe()`` says what was placed where.
+///
+/// A dispatcher may be shared by any number of Python threads; batches of
+/// 2048 queries or more release the GIL while they run. It belongs to the
+/// process that built it: after ``fork`` build a new one in the child
+/// (for example in a ``Pool`` initializer or ``initret.dask.DispatcherPlugin``).
+#[pyclass(frozen, name = "Dispatcher", module = "initret")]
+pub(crate) struct PyDispatcher {
+    inner: ManuallyDrop<Dispatcher>,
+    /// The process that built it: its worker threads and GPU device exist
+    /// only there.
+    pid: u32,
+    /// Large results kept for the next call of the same shape.
+    recycled: RecycledResults,
+    /// The `initret.Shared` holding this dispatcher's counts in shared
+    /// memory, made the first time it is pickled and kept while it lives.
+    shared_counts: PyOnceLock<Py<PyAny>>,
+}
+
+impl Drop for PyDispatcher {
+    fn drop(&mut self) {
+        // A copy inherited through `fork` has no worker threads and no GPU
+        // driver threads in this process: dropping it would wait for them
+        // forever (joining the CPU workers, or inside the Vulkan driver).
+        // Such a copy is left alone; the process's memory goes with it.
+        if std::process::id() == self.pid {
+            // SAFETY: dropped exactly once, here, and never used again.
+            unsafe {
+                ManuallyDrop::drop(&mut self.inner);
+            }
+        }
+    }
+}
+
+impl PyDispatcher {
+    fn check_process(&self) -> PyResult<()> {
+        if std::process::id() != self.pid {
+            return Err(PyRuntimeError::new_err(
+                "this Dispatcher was built in another process (it was inherited through fork), \
+                 where its worker threads and GPU device live; build a new Dispatcher in this \
+                 process, e.g. in a Pool initializer",
+            ));
+        }
+        Ok(())
+    }
+
+    fn wrap(inner: Dispatcher) -> PyDispatcher {
+        PyDispatcher {
+            inner: ManuallyDrop::new(inner),
+            pid: std::process::id(),
+            recycled: RecycledResults::default(),
+            shared_counts: PyOnceLock::new(),
+        }
+    }
+
+    fn lookup(&self) -> Lookup<'_> {
+        Lookup {
+            dispatcher: &self.inner,
+        }
+    }
+}
+
+#[pymethods]
+impl PyDispatcher {
+    #[new]
+    #[pyo3(
+        signature = (table, backend = "cpu", threads = None, *, kernel = None, isa = None, placement = "per-domain"),
+        text_signature = "(table, backend='cpu', threads=0, *, kernel=None, isa=None, placement='per-domain')"
+    )]
+    fn new(
+        py: Python<'_>,
+        table: &Bound<'_, PyAny>,
+        backend: &str,
+        threads: Option<&Bound<'_, PyAny>>,
+        kernel: Option<&str>,
+        isa: Option<&str>,
+        placement: &str,
+    ) -> PyResult<Self> {
+        let placement = placement
+            .parse::<Placement>()
+            .map_err(|e| to_pyerr(py, e))?;
+        let backend = backend_from_py(py, backend)?;
+        let threads = threads.map_or(Ok(0), threads_from_py)?;
+        let request = kernel_request_from_py(py, kernel, isa)?;
+        let table = table_from_py(py, table)?;
+        let inner = py
+            .detach(|| {
+                let builder = Dispatcher::builder(table)
+                    .backend(backend)
+                    .threads(threads)
+                    .placement(placement);
+                match request {
+                    Some(KernelRequest::Fixed(kernel)) => builder.kernel(kernel),
+                    Some(KernelRequest::Measure { isa: Some(isa) }) => builder.isa(isa),
+                    _ => builder,
+                }
+                .build()
+            })
+            .map_err(|e| to_pyerr(py, e))?;
+        Ok(PyDispatcher::wrap(inner))
+    }
+
+    /// popcount(queries, out=None) -> numpy.ndarray
+    ///
+    /// The popcount of each queried row, as a ``uint32`` array of the
+    /// queries' shape.
+    ///
+    /// ``queries`` may be any integer array-like: numpy arrays of any
+    /// integer dtype (strided views too), lists, ranges. A query outside
+    /// ``0 .. rows`` (negative, too large, past 2**32) raises
+    /// ``IndexOutOfRange`` naming the first bad position (in C order);
+    /// negative indices never wrap around. Floats, bools and other
+    /// non-integers raise ``TypeError``.
+    ///
+    /// ``out``, if given, must be a writable ``uint32`` array of the
+    /// queries' shape; it is filled in place and returned. After an error it
+    /// may be partly written.
+    #[pyo3(signature = (queries, out = None))]
+    fn popcount<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        out: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
+        let queries = query_array(py, queries, self.inner.rows())?;
+        let shape = queries.shape().to_vec();
+        let Some(out) = out else {
+            let result = self.recycled.fresh(py, &shape);
+            {
+                let mut writer = result.try_readwrite().map_err(|e| {
+                    PyRuntimeError::new_err(format!("a new array cannot be written: {e}"))
+                })?;
+                let slice = writer.as_slice_mut().map_err(|e| {
+                    PyRuntimeError::new_err(format!("a new array is not contiguous: {e}"))
+                })?;
+                self.lookup().run(py, &queries, slice)?;
+            }
+            self.recycled.keep(&result);
+            return Ok(result.into_any());
+        };
+        let target = out
+            .cast::<PyArrayDyn<u32>>()
+            .map_err(|_| PyTypeError::new_err("out must be a numpy.ndarray of dtype uint32"))?;
+        if target.shape() != shape.as_slice() {
+            return Err(PyValueError::new_err(format!(
+                "out has shape {:?} but the queries have shape {:?}",
+                target.shape(),
+                shape
+            )));
+        }
+        // `out` may share memory with the queries through another object
+        // (two `np.frombuffer` views of one buffer): compared by address
+        // bounds, as numpy's ufuncs do, and then computed into a temporary
+        // and copied, so the counts are right whatever the overlap.
+        let overlaps = numpy(py)?
+            .call_method1("may_share_memory", (&queries, target))?
+            .is_truthy()?;
+        if target.is_c_contiguous() && target.is_aligned() && !overlaps {
+            let mut writer = target.try_readwrite().map_err(|_| unwritable_out(target))?;
+            let slice = writer
+                .as_slice_mut()
+                .map_err(|e| PyRuntimeError::new_err(format!("out is not contiguous: {e}")))?;
+            self.lookup().run(py, &queries, slice)?;
+        } else {
+            if target.try_readwrite().is_err() {
+                return Err(unwritable_out(target));
+            }
+            let counts = self.popcount(py, queries.as_any(), None)?;
+            numpy(py)?.call_method1("copyto", (target, counts))?;
+        }
+        Ok(out.clone())
+    }
+
+    /// Pickles to a handle of this dispatcher's counts, placed in shared
+    /// memory the first time (``initret.share``; the segment lives as long
+    /// as this dispatcher). Unpickled in another process on this host, it
+    /// is a Dispatcher over the same counts, mapped read-only: no table, no
+    /// derivation, no copy; its own threads, kernel measured again, the
+    /// same backend, threads and placement.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_process()?;
+        let cpu = pickled_cpu(&this.inner)?;
+        let sharing = py.import("initret._share")?;
+        let shared = this.shared_counts.get_or_try_init(py, || {
+            let view = counts_view(py, cpu, slf.clone().into_any())?;
+            sharing.getattr("share")?.call1((view,)).map(Bound::unbind)
+        })?;
+        let (bytes_per_count, threads, placement) = (
+            cpu.counts().bytes_per_count(),
+            cpu.threads(),
+            cpu.placement(),
+        );
+        let arguments = PyTuple::new(
+            py,
+            [
+                shared.bind(py).clone(),
+                this.inner.rows().into_pyobject(py)?.into_any(),
+                bytes_per_count.into_pyobject(py)?.into_any(),
+                this.inner.words_per_row().into_pyobject(py)?.into_any(),
+                this.inner
+                    .requested_backend()
+                    .to_string()
+                    .into_pyobject(py)?
+                    .into_any(),
+                threads.into_pyobject(py)?.into_any(),
+                placement.to_string().into_pyobject(py)?.into_any(),
+            ],
+        )?;
+        Ok((sharing.getattr("_dispatcher_from_counts")?, arguments))
+    }
+
+    /// A Dispatcher over counts already derived (what pickling sends):
+    /// ``counts`` a read-only ``uint8`` array of the count bytes, read in
+    /// place and kept alive. Not API: use pickle.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn _from_counts(
+        py: Python<'_>,
+        counts: &Bound<'_, PyUntypedArray>,
+        rows: usize,
+        bytes_per_count: usize,
+        words_per_row: usize,
+        backend: &str,
+        threads: usize,
+        placement: &str,
+    ) -> PyResult<PyDispatcher> {
+        let backend = backend_from_py(py, backend)?;
+        let placement = placement
+            .parse::<Placement>()
+            .map_err(|e| to_pyerr(py, e))?;
+        dispatcher_over(
+            py,
+            counts,
+            rows,
+            bytes_per_count,
+            words_per_row,
+            backend,
+            threads,
+            placement,
+        )
+        .map(PyDispatcher::wrap)
+    }
+
+    /// ``(counts, bytes_per_count)``: this dispatcher's derived counts as a
+    /// read-only ``uint8`` view (it keeps the dispatcher alive) and their
+    /// width. Not API: what ``initret.dask`` places once per host.
+    fn _counts<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, usize)> {
+        let this = slf.get();
+        this.check_process()?;
+        let cpu = pickled_cpu(&this.inner)?;
+        let view = counts_view(slf.py(), cpu, slf.clone().into_any())?;
+        Ok((view.into_any(), cpu.counts().bytes_per_count()))
+    }
+
+    /// Whether the counts are read in place from memory this dispatcher
+    /// does not own (an unpickled dispatcher's shared memory).
+    #[getter]
+    fn counts_shared(&self) -> bool {
+        self.inner
+            .cpu()
+            .is_some_and(|cpu| cpu.counts().is_borrowed())
+    }
+
+    /// "cpu" or "gpu": where a batch of ``queries`` queries would run now.
+    fn route(&self, queries: usize) -> String {
+        self.inner.route(queries).to_string()
+    }
+
+    /// One line saying what runs the lookups (backend, kernel, threads or
+    /// adapter).
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    /// The backend that was asked for: "cpu", "gpu" or "auto".
+    #[getter]
+    fn backend(&self) -> String {
+        self.inner.requested_backend().to_string()
+    }
+
+    /// The lookup kernel: for the "cpu" and "auto" backends, the CPU kernel
+    /// that measured fastest when the dispatcher was built (such as
+    /// "avx512-loads", "avx2-gather" or "scalar-pf128"; see
+    /// ``initret.info()``); "wgsl" for "gpu".
+    #[getter]
+    fn kernel(&self) -> String {
+        match self.inner.cpu() {
+            Some(cpu) => cpu.kernel().name(),
+            None => "wgsl".to_string(),
+        }
+    }
+
+    /// For ``backend="auto"``: why batches go where they go (no GPU, a
+    /// software adapter, the measured crossover, a lost device). ``None``
+    /// for the other backends.
+    #[getter]
+    fn note(&self) -> Option<String> {
+        self.inner.auto_decision()
+    }
+
+    /// The GPU adapter's name when a GPU is in use, else ``None``.
+    #[getter]
+    fn adapter(&self) -> Option<String> {
+        self.inner.gpu().map(|gpu| gpu.adapter().name.clone())
+    }
+
+    /// Number of rows; valid queries are ``0 .. rows``.
+    #[getter]
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    /// Words (32-bit) per row.
+    #[getter]
+    fn words_per_row(&self) -> usize {
+        self.inner.words_per_row()
+    }
+
+    /// CPU worker threads (0 for the "gpu" backend).
+    #[getter]
+    fn threads(&self) -> usize {
+        self.inner.cpu().map(|cpu| cpu.threads()).unwrap_or(0)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<initret.Dispatcher rows={} words_per_row={} backend={}: {}>",
+            self.inner.rows(),
+            self.inner.words_per_row(),
+            self.inner.requested_backend(),
+            self.inner.describe()
+        )
+    }
+}
