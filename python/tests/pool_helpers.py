@@ -4,7 +4,10 @@ so that `spawn` workers can unpickle them by reference."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+import weakref
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -13,10 +16,41 @@ import initret
 from initret.pool import _worker_init_calls
 
 
-def init_token(counter: Any) -> Dict[str, Any]:
-    """Counts its runs in a shared Value and returns a token unique to this run."""
-    with counter.get_lock():
-        counter.value += 1
+class RunCounter:
+    """Counts initializer runs across processes without a lock.
+
+    Each run creates one file in a directory. A `multiprocessing.Value` needs
+    its lock held for `+= 1`, and a worker that a pool terminates inside the
+    initializer would hold that lock forever, hanging every later reader and
+    every later pool sharing the counter. Creating a file is atomic and holds
+    nothing. Pickles by path, so it works under fork, spawn and forkserver.
+    """
+
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix="initret-runs-")
+        # Only the creating process removes the directory (unpickled copies
+        # in workers do not run __init__).
+        weakref.finalize(self, shutil.rmtree, self.path, True)
+
+    def __getstate__(self) -> Dict[str, str]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: Dict[str, str]) -> None:
+        self.path = state["path"]
+
+    def record(self) -> None:
+        name = f"{os.getpid()}-{uuid.uuid4().hex}"
+        with open(os.path.join(self.path, name), "x"):
+            pass
+
+    @property
+    def value(self) -> int:
+        return len(os.listdir(self.path))
+
+
+def init_token(counter: RunCounter) -> Dict[str, Any]:
+    """Counts its runs in `counter` and returns a token unique to this run."""
+    counter.record()
     return {"pid": os.getpid(), "token": uuid.uuid4().hex}
 
 

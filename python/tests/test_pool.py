@@ -51,7 +51,8 @@ def test_seed_recipes_run_unchanged(recipe):
 def test_third_recipe_needs_initret_pool():
     """The stdlib Pool cannot run the third recipe; initret.Pool can."""
     cache = {i: bin(i) for i in range(100)}
-    with multiprocessing.Pool(2, initializer=h.init_token, initargs=(multiprocessing.Value("i", 0),)) as pool:
+    counter = h.RunCounter()
+    with multiprocessing.Pool(2, initializer=h.init_token, initargs=(counter,)) as pool:
         with pytest.raises(TypeError):
             pool.map(h.report, range(4))
     from initret._bench import _func_initret, _identity
@@ -83,7 +84,7 @@ def check_reports(reports, counter, expected_values=None):
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_once_per_worker_every_method(start_method):
     ctx = multiprocessing.get_context(start_method)
-    counter = ctx.Value("i", 0)
+    counter = h.RunCounter()
     xs = list(range(200))
     values = list(xs)
     with Pool(PROCESSES, initializer=h.init_token, initargs=(counter,), context=ctx) as pool:
@@ -121,14 +122,12 @@ def test_once_per_worker_every_method(start_method):
 @pytest.mark.parametrize("start_method", START_METHODS)
 def test_new_workers_run_the_initializer_once_each(start_method):
     ctx = multiprocessing.get_context(start_method)
-    counter = ctx.Value("i", 0)
+    counter = h.RunCounter()
     with Pool(2, initializer=h.init_token, initargs=(counter,), maxtasksperchild=1, context=ctx) as pool:
         reports = [pool.apply_async(h.report, (x,)).get(timeout=60) for x in range(6)]
-        # With maxtasksperchild=1 the pool keeps starting workers. Leaving the
-        # `with` block terminates them, and a worker killed inside
-        # `init_token` would hold the counter's lock forever, so reading
-        # `counter.value` below would hang: close and join first, so that
-        # every worker finishes its initializer and exits on its own.
+        # With maxtasksperchild=1 the pool keeps starting workers; close and
+        # join so that every started worker has finished its initializer
+        # before the count below.
         pool.close()
         pool.join()
     for _value, pid, init_pid, _token, init_calls in reports:
@@ -150,7 +149,7 @@ def test_dispatcher_per_worker(start_method):
 
 
 def test_expect_initret_choices():
-    counter = multiprocessing.Value("i", 0)
+    counter = h.RunCounter()
     with Pool(2, initializer=h.init_token, initargs=(counter,), expect_initret=True) as pool:
         assert pool.expect_initret is True
         assert pool.map(h.takes_kwargs, [1, 2]) == [(1, ["initret"]), (2, ["initret"])]
@@ -188,7 +187,7 @@ def test_auto_rule():
 
 
 def test_task_errors_propagate():
-    counter = multiprocessing.Value("i", 0)
+    counter = h.RunCounter()
     with Pool(2, initializer=h.init_token, initargs=(counter,)) as pool:
         with pytest.raises(ValueError, match="task 3 failed"):
             pool.map(h.fails, range(6))
