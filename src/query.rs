@@ -126,31 +126,39 @@ impl QueryIndex for i64 {
 
 /// The batch as `u32` row indices for a backend that reads only those (the
 /// GPU): borrowed for a `u32` batch, otherwise narrowed into a new vector
-/// after a range check, [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) at the lowest position
-/// whose value is negative or `>= rows`.
+/// after a range check, an error at the lowest position whose value is
+/// negative or `>= rows`: [`Error::flagged`](crate::Error::flagged) with
+/// the value that position holds when it is read again, as the CPU kernels
+/// report it (a batch another thread rewrote meanwhile gives
+/// `ConcurrentModification`, never a valid index called out of range).
 #[cfg(any(feature = "gpu", test))]
 pub(crate) fn narrow_checked<Q: QueryIndex>(
     queries: &[Q],
     rows: usize,
 ) -> Result<std::borrow::Cow<'_, [u32]>, crate::Error> {
-    let words = match Q::words(queries) {
-        Words::U32(words) => return Ok(std::borrow::Cow::Borrowed(words)),
-        Words::U64(words) => words,
-    };
+    match Q::words(queries) {
+        Words::U32(words) => Ok(std::borrow::Cow::Borrowed(words)),
+        Words::U64(words) => narrow_words(words, rows, |position| queries[position].to_i128())
+            .map(std::borrow::Cow::Owned),
+    }
+}
+
+/// [`narrow_checked`] on the 64-bit words of a batch; `read_again(position)`
+/// is the query at `position` as its type reads it, for the report.
+#[cfg(any(feature = "gpu", test))]
+fn narrow_words(
+    words: &[u64],
+    rows: usize,
+    read_again: impl Fn(usize) -> i128,
+) -> Result<Vec<u32>, crate::Error> {
     let mut narrow = Vec::with_capacity(words.len());
     for (position, &word) in words.iter().enumerate() {
         match u32::try_from(word) {
             Ok(index) if (index as usize) < rows => narrow.push(index),
-            _ => {
-                return Err(crate::Error::IndexOutOfRange {
-                    position,
-                    index: queries[position].to_i128(),
-                    rows,
-                });
-            }
+            _ => return Err(crate::Error::flagged(position, read_again(position), rows)),
         }
     }
-    Ok(std::borrow::Cow::Owned(narrow))
+    Ok(narrow)
 }
 
 #[cfg(test)]
@@ -182,6 +190,30 @@ mod tests {
             Err(Error::IndexOutOfRange {
                 position: 1,
                 index: 0x1_0000_0000,
+                rows: 10
+            })
+        ));
+    }
+
+    #[test]
+    fn a_position_rewritten_before_the_report_is_a_concurrent_modification() {
+        // The check saw 12 at position 1; by the time it is read again for
+        // the report, another thread has written a valid 5 there.
+        let words = [3u64, 12, 4];
+        assert!(matches!(
+            narrow_words(&words, 10, |_| 5),
+            Err(Error::ConcurrentModification {
+                position: 1,
+                now: 5,
+                rows: 10
+            })
+        ));
+        // Rewritten to another bad value: that value is the one reported.
+        assert!(matches!(
+            narrow_words(&words, 10, |_| -7),
+            Err(Error::IndexOutOfRange {
+                position: 1,
+                index: -7,
                 rows: 10
             })
         ));

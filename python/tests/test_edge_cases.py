@@ -124,6 +124,9 @@ def test_out_in_use_by_another_call_says_so(seed):
     finally:
         stop.set()
         worker.join()
+    # The conflict happened (the other thread's call holds `out` for most of
+    # the time), and was named for what it is.
+    assert messages, "no call overlapped the other thread's: the test did not test"
     for message in messages:
         assert "read-only" not in message and "another call" in message, message
     readonly = np.empty(2 * 10, dtype=np.uint32)[::2]
@@ -274,16 +277,26 @@ def rewritten_during_calls(d: initret.Dispatcher, q: np.ndarray, calls: int) -> 
     return outcomes
 
 
+RACE_OUTCOMES = {"counts", "IndexOutOfRange", "ConcurrentModification"}
+
+
 @pytest.mark.parametrize("dtype", [np.uint32, np.int64])
 def test_queries_rewritten_during_a_call_give_counts_or_a_documented_error(dtype):
     d = initret.Dispatcher(initret.seed_table(), backend="cpu", threads=2)
     q = np.ones(1 << 18, dtype=dtype)
     outcomes = rewritten_during_calls(d, q, 300)
-    assert outcomes <= {"counts", "IndexOutOfRange", "ConcurrentModification"}
+    assert outcomes <= RACE_OUTCOMES
+    # Some calls saw the rewriting (else the test tested nothing).
+    assert outcomes - {"counts"}, outcomes
 
 
-def test_queries_rewritten_during_a_gpu_call_give_counts_or_a_documented_error():
+# int64 and uint64 queries are narrowed on the host before they go to the
+# GPU, a path of their own: its report once named a valid index (read again
+# after the rewrite) as out of range, in about 3% of calls.
+@pytest.mark.parametrize("dtype, calls", [(np.uint32, 100), (np.int64, 400)])
+def test_queries_rewritten_during_a_gpu_call_give_counts_or_a_documented_error(dtype, calls):
     d = gpu_dispatcher(initret.seed_table())
-    q = np.ones(1 << 16, dtype=np.uint32)
-    outcomes = rewritten_during_calls(d, q, 100)
-    assert outcomes <= {"counts", "IndexOutOfRange", "ConcurrentModification"}
+    q = np.ones(1 << 16, dtype=dtype)
+    outcomes = rewritten_during_calls(d, q, calls)
+    assert outcomes <= RACE_OUTCOMES
+    assert outcomes - {"counts"}, outcomes
