@@ -88,12 +88,15 @@ def test_out_aliasing_the_queries_through_another_buffer_view_is_right(seed, n, 
     np.testing.assert_array_equal(out, before)
 
 
-def test_out_aliasing_int64_queries_is_right(seed):
+# `out` over the first half of the queries' bytes, and over the second half:
+# there a front-to-back pass writes out[i] over q[n/2 + i/2] before reading it.
+@pytest.mark.parametrize("out_offset_words", [0, 50_000])
+def test_out_aliasing_int64_queries_is_right(seed, out_offset_words):
     d, counts = seed
     n = 50_000
     buffer = bytearray(8 * n)
     q = np.frombuffer(buffer, dtype=np.int64, count=n)
-    out = np.frombuffer(buffer, dtype=np.uint32, count=n)
+    out = np.frombuffer(buffer, dtype=np.uint32, count=n, offset=4 * out_offset_words)
     q[:] = queries(n, 5)
     expected = counts[q.copy()]
     d.popcount(q, out=out)
