@@ -58,6 +58,10 @@ pub(crate) struct PyDispatcher {
     /// The `initret.Shared` holding this dispatcher's counts in shared
     /// memory, made the first time it is pickled and kept while it lives.
     shared_counts: PyOnceLock<Py<PyAny>>,
+    /// For a dispatcher unpickled from shared counts: the handle of the
+    /// segment it reads (another process created it and decides how long it
+    /// lives). Pickling sends it on while it can still be mapped.
+    inherited_counts: Option<Py<PyAny>>,
 }
 
 impl Drop for PyDispatcher {
@@ -93,6 +97,7 @@ impl PyDispatcher {
             pid: std::process::id(),
             recycled: RecycledResults::default(),
             shared_counts: PyOnceLock::new(),
+            inherited_counts: None,
         }
     }
 
@@ -220,7 +225,9 @@ impl PyDispatcher {
     /// as this dispatcher). Unpickled in another process on this host, it
     /// is a Dispatcher over the same counts, mapped read-only: no table, no
     /// derivation, no copy; its own threads, kernel measured again, the
-    /// same backend, threads and placement.
+    /// same backend, threads and placement. Such an unpickled dispatcher
+    /// pickles to the same segment again while the creator still holds it,
+    /// and once it does not, to a segment of its own.
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
@@ -229,10 +236,29 @@ impl PyDispatcher {
         this.check_process()?;
         let cpu = pickled_cpu(&this.inner)?;
         let sharing = py.import("initret._share")?;
-        let shared = this.shared_counts.get_or_try_init(py, || {
-            let view = counts_view(py, cpu, slf.clone().into_any())?;
-            sharing.getattr("share")?.call1((view,)).map(Bound::unbind)
-        })?;
+        let inherited = match (&this.inherited_counts, this.shared_counts.get(py)) {
+            (Some(inherited), None) => {
+                let inherited = inherited.bind(py);
+                let attachable = sharing
+                    .getattr("_still_attachable")?
+                    .call1((inherited,))?
+                    .is_truthy()?;
+                attachable.then(|| inherited.clone())
+            }
+            _ => None,
+        };
+        let shared = match inherited {
+            Some(inherited) => inherited,
+            None => this
+                .shared_counts
+                .get_or_try_init(py, || {
+                    let view = counts_view(py, cpu, slf.clone().into_any())?;
+                    sharing.getattr("share")?.call1((view,)).map(Bound::unbind)
+                })?
+                .bind(py)
+                .clone(),
+        };
+        let handle = sharing.getattr("_dispatcher_handle")?.call1((shared,))?;
         let (bytes_per_count, threads, placement) = (
             cpu.counts().bytes_per_count(),
             cpu.threads(),
@@ -241,7 +267,7 @@ impl PyDispatcher {
         let arguments = PyTuple::new(
             py,
             [
-                shared.bind(py).clone(),
+                handle,
                 this.inner.rows().into_pyobject(py)?.into_any(),
                 bytes_per_count.into_pyobject(py)?.into_any(),
                 this.inner.words_per_row().into_pyobject(py)?.into_any(),
@@ -259,8 +285,10 @@ impl PyDispatcher {
 
     /// A Dispatcher over counts already derived (what pickling sends):
     /// ``counts`` a read-only ``uint8`` array of the count bytes, read in
-    /// place and kept alive. Not API: use pickle.
+    /// place and kept alive; ``inherited`` the ``initret.Shared`` handle of
+    /// the segment they are in, if any. Not API: use pickle.
     #[staticmethod]
+    #[pyo3(signature = (counts, rows, bytes_per_count, words_per_row, backend, threads, placement, *, inherited = None))]
     #[allow(clippy::too_many_arguments)]
     fn _from_counts(
         py: Python<'_>,
@@ -271,6 +299,7 @@ impl PyDispatcher {
         backend: &str,
         threads: usize,
         placement: &str,
+        inherited: Option<Py<PyAny>>,
     ) -> PyResult<PyDispatcher> {
         let backend = backend_from_py(py, backend)?;
         let placement = placement
@@ -286,7 +315,11 @@ impl PyDispatcher {
             threads,
             placement,
         )
-        .map(PyDispatcher::wrap)
+        .map(|inner| {
+            let mut dispatcher = PyDispatcher::wrap(inner);
+            dispatcher.inherited_counts = inherited;
+            dispatcher
+        })
     }
 
     /// ``(counts, bytes_per_count)``: this dispatcher's derived counts as a

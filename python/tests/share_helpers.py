@@ -78,3 +78,9 @@ def use_pickled_dispatcher(d: Any, queries: np.ndarray) -> tuple:
         bad = (error.position, error.index, error.rows)
     return (d.counts_shared, d.rows, d.words_per_row, d.backend, d.threads,
             d.popcount(queries).tolist(), bad, os.getpid())
+
+
+def segment_sent_on(d: Any) -> str:
+    """In a worker: the segment a pickle of the Dispatcher it received sends."""
+    _rebuild, (handle, *_rest) = d.__reduce__()
+    return handle[1]

@@ -2,6 +2,7 @@
 process builds one over the same counts, read in place."""
 
 import concurrent.futures
+import gc
 import multiprocessing
 import os
 import pickle
@@ -17,6 +18,12 @@ import share_helpers as h
 def table(rows=5000, words=1, seed=3):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 2**32, size=(rows, words), dtype=np.uint32).squeeze()
+
+
+def segment_of(d):
+    """The name of the shared memory segment a pickle of ``d`` sends."""
+    _rebuild, (handle, *_rest) = d.__reduce__()
+    return handle[1]
 
 
 def reference(t, q):
@@ -62,14 +69,15 @@ def test_pickled_dispatcher_in_worker_processes(method):
 def test_unpickled_dispatcher_reads_the_segment_in_place():
     rows = 1 << 22  # 4 MiB of u8 counts
     d = initret.Dispatcher(np.arange(rows, dtype=np.uint32), backend="cpu", threads=1)
-    _rebuild, (shared, *_rest) = d.__reduce__()
+    _rebuild, (handle, *_rest) = d.__reduce__()
+    counts = initret._share._attach(handle)
     e = pickle.loads(pickle.dumps(d))
     assert e.counts_shared
     # The segment is mapped here (by the handle's owner and the new
     # dispatcher), and the counts in it are those of `d`.
-    assert any(line.rstrip().endswith("/dev/shm/" + shared.name) for line in open("/proc/self/maps"))
-    assert not shared.value.flags.writeable
-    assert shared.value.nbytes >= rows
+    assert any(line.rstrip().endswith("/dev/shm/" + handle[1]) for line in open("/proc/self/maps"))
+    assert not counts.flags.writeable
+    assert counts.nbytes >= rows
     assert e.popcount([rows - 1, 3]).tolist() == [bin(rows - 1).count("1"), 2]
 
 
@@ -86,9 +94,10 @@ def test_gpu_only_dispatcher_does_not_pickle():
 def test_gpu_dispatcher_uploads_the_shared_counts(words):
     t = table(rows=300, words=words)
     d = initret.Dispatcher(t, backend="cpu", threads=1)
-    _rebuild, (shared, rows, bytes_per_count, words_per_row, *_rest) = d.__reduce__()
+    _rebuild, (handle, rows, bytes_per_count, words_per_row, *_rest) = d.__reduce__()
+    counts = initret._share._attach(handle)
     try:
-        g = initret.Dispatcher._from_counts(shared.value, rows, bytes_per_count, words_per_row, "gpu", 0, "shared")
+        g = initret.Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, "gpu", 0, "shared")
     except initret.GpuUnavailable:
         if os.environ.get("INITRET_REQUIRE_GPU") == "1":
             raise
@@ -102,3 +111,42 @@ def test_gpu_dispatcher_uploads_the_shared_counts(words):
 def test_writable_counts_are_refused():
     with pytest.raises(ValueError, match="read-only"):
         initret.Dispatcher._from_counts(np.zeros(8, dtype=np.uint8), 1, 1, 1, "cpu", 1, "shared")
+
+
+def test_an_unpickled_dispatcher_sends_the_same_segment_on():
+    t = table()
+    d = initret.Dispatcher(t, backend="cpu", threads=1)
+    name = segment_of(d)
+    e = pickle.loads(pickle.dumps(d))
+    # Pickled again (to a third process, say), it sends the segment it
+    # reads: no second copy of the counts on the host.
+    assert segment_of(e) == name
+    f = pickle.loads(pickle.dumps(e))
+    assert f.counts_shared and segment_of(f) == name
+    q = np.arange(0, len(t), 3)
+    assert np.array_equal(f.popcount(q), reference(t, q))
+
+
+def test_after_the_creator_released_the_segment_it_is_placed_again():
+    t = table()
+    d = initret.Dispatcher(t, backend="cpu", threads=1)
+    name = segment_of(d)
+    e = pickle.loads(pickle.dumps(d))
+    del d  # the creator's dispatcher, and with it the segment's name
+    gc.collect()
+    assert not os.path.exists("/dev/shm/" + name)
+    # e still reads its mapping; a pickle of it places its counts anew
+    # (once: pickled twice, one segment), and unpickles.
+    again = segment_of(e)
+    assert again != name and segment_of(e) == again
+    f = pickle.loads(pickle.dumps(e))
+    q = np.arange(0, len(t), 5)
+    assert np.array_equal(e.popcount(q), reference(t, q))
+    assert np.array_equal(f.popcount(q), reference(t, q))
+
+
+def test_a_worker_sends_the_segment_it_received_on():
+    d = initret.Dispatcher(table(), backend="cpu", threads=1)
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        assert pool.submit(h.segment_sent_on, d).result(timeout=120) == segment_of(d)

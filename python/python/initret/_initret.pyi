@@ -42,6 +42,8 @@ class Dispatcher:
         backend: str,
         threads: int,
         placement: str,
+        *,
+        inherited: Optional[Any] = None,
     ) -> "Dispatcher": ...
     def _counts(self) -> "tuple[np.ndarray[Any, np.dtype[np.uint8]], int]": ...
     @property

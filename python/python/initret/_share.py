@@ -464,13 +464,42 @@ def attach_or_create(token: str, array: Any) -> Tuple[np.ndarray, Optional[_Segm
 
 # Pickled initret.Dispatcher
 
-def _dispatcher_from_counts(counts: Any, rows: int, bytes_per_count: int, words_per_row: int,
+def _dispatcher_handle(shared: Shared) -> tuple:
+    """What a pickled Dispatcher carries: the handle of the segment holding
+    its counts (``shared``, made by :func:`share` or inherited)."""
+    if shared._segment is not None and not shared._segment.alive:
+        raise SharedMemoryUnavailable(
+            f"shared memory segment {shared.name!r} was released; it cannot be sent", shared.name, shared.host
+        )
+    return shared._handle
+
+
+def _still_attachable(shared: Shared) -> bool:
+    """Whether another process on this host can still map the segment of
+    ``shared``, a handle this process inherited (its creator may have
+    released it since)."""
+    _version, name, size, nonce, host, _template_bytes = shared._handle
+    if name is None or tuple(host) != host_identity():
+        return False
+    try:
+        _map_readonly(name, size, nonce, host[0]).close()
+    except SharedMemoryUnavailable:
+        return False
+    return True
+
+
+def _dispatcher_from_counts(handle: tuple, rows: int, bytes_per_count: int, words_per_row: int,
                             backend: str, threads: int, placement: str) -> Any:
-    """Unpickles a Dispatcher: ``counts`` arrives as the read-only view of
-    the shared segment its :class:`Shared` handle mapped."""
+    """Unpickles a Dispatcher: maps the segment ``handle`` names read-only
+    and builds a Dispatcher over the counts in it. The handle is kept, so
+    that pickling this Dispatcher again sends the same segment (while its
+    creator still holds it) instead of placing a second copy."""
     from ._initret import Dispatcher
 
-    return Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, backend, threads, placement)
+    counts = _attach(handle)
+    inherited = Shared(counts, handle, None)
+    return Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, backend, threads, placement,
+                                   inherited=inherited)
 
 
 def _attach_or_create(token: str, make: Callable[[], np.ndarray]) -> Tuple[np.ndarray, Optional[_Segment], str]:
