@@ -8,6 +8,7 @@
 //! * [`bench`](mod@bench): the sweep plan, its size checks and the measurements.
 //! * [`seed`]: the main job.
 //! * [`gpu`]: the GPU rows (a stub without the `gpu` feature).
+//! * [`machine`]: the line naming the machine beside every table.
 //! * [`plot`]: `bench --plot FILE.svg`.
 //! * [`error`]: the CLI's error, wrapping the library's.
 
@@ -17,5 +18,6 @@ pub mod baseline;
 pub mod bench;
 pub mod error;
 pub mod gpu;
+pub mod machine;
 pub mod plot;
 pub mod seed;

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use initret_cli::bench::{self, SweepOptions};
 use initret_cli::error::CliError;
-use initret_cli::{gpu, plot, seed};
+use initret_cli::{gpu, machine, plot, seed};
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -161,7 +161,8 @@ fn run(cli: &Cli) -> Result<ExitCode, CliError> {
 }
 
 fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliError> {
-    let mut text = String::from("CPU features:\n");
+    let mut text = machine::summary() + "\n";
+    text += "CPU features:\n";
     for (name, present) in initret::arch::cpu_features() {
         text += &format!("  {name:<16} {}\n", if present { "yes" } else { "no" });
     }
@@ -217,7 +218,7 @@ fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliErr
 
 fn seed_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliError> {
     let report = seed::run(threads)?;
-    write_out(out, &report.render())?;
+    write_out(out, &(report.render() + &machine::summary() + "\n"))?;
     let disagreements = report.disagreements();
     if disagreements.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -328,13 +329,14 @@ fn bench_command(
             .into_iter()
             .collect();
         let footer = format!(
-            "threads={}; initret-cpu kernel: {}; ratios against a parallel memcpy and the naive rayon loop measured in the same run\n",
+            "threads={}; initret-cpu kernel: {}; ratios against a parallel memcpy and the naive rayon loop measured in the same run\n{}\n",
             if threads == 0 {
                 rayon::current_num_threads()
             } else {
                 threads
             },
-            kernels.join(", ")
+            kernels.join(", "),
+            machine::summary()
         );
         write_out(out, &(bench::format_table(&all_rows) + &footer))?;
     }

@@ -54,6 +54,35 @@ fn main_job_prints_every_strategy_and_the_checksum() {
         stdout.contains("checksum 524272: all strategies agree"),
         "{stdout}"
     );
+    // The machine the numbers were measured on, beside them.
+    let machine = stdout.lines().last().unwrap_or_default();
+    assert!(
+        machine.starts_with("machine: ") && machine.contains(" CPUs, "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bench_table_names_the_machine_and_json_rows_stay_json() {
+    let args = [
+        "bench",
+        "--queries",
+        "4096",
+        "--rows",
+        "512",
+        "--words",
+        "1",
+        "--no-baselines",
+    ];
+    let out = initret(&args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let machine = stdout.lines().last().unwrap_or_default();
+    assert!(machine.starts_with("machine: "), "{stdout}");
+    let out = initret(&[&args[..], &["--json"]].concat(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = json_rows(&String::from_utf8_lossy(&out.stdout));
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.get("machine").is_none()));
 }
 
 #[test]
