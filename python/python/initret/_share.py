@@ -122,50 +122,56 @@ class _Slot:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
+def _map_nested(x: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``x`` rebuilt with ``leaf(v)`` for every value ``v`` in it, through
+    dicts, lists, tuples and namedtuples: the one walk that both the
+    template (arrays to slots) and the rebuild (slots to views) take, so
+    the two always agree on which containers are looked into."""
+    t = type(x)
+    if t is dict:
+        return {k: _map_nested(v, leaf) for k, v in x.items()}
+    if t is list:
+        return [_map_nested(v, leaf) for v in x]
+    if t is tuple:
+        return tuple(_map_nested(v, leaf) for v in x)
+    if isinstance(x, tuple) and hasattr(t, "_make"):  # a namedtuple
+        return t._make(_map_nested(v, leaf) for v in x)
+    return leaf(x)
+
+
 def _template(x: Any, arrays: List[Tuple[_Slot, np.ndarray]], memo: Dict[int, _Slot]) -> Any:
     """``x`` with each shareable array replaced by a :class:`_Slot` (an
     array that appears twice gets one slot)."""
-    t = type(x)
-    if (t is np.ndarray or t is np.memmap) and not x.dtype.hasobject:
-        slot = memo.get(id(x))
+    def slot_of(v: Any) -> Any:
+        t = type(v)
+        if not ((t is np.ndarray or t is np.memmap) and not v.dtype.hasobject):
+            return v
+        slot = memo.get(id(v))
         if slot is None:
-            slot = memo[id(x)] = _Slot(x.dtype, x.shape)
-            arrays.append((slot, x))
+            slot = memo[id(v)] = _Slot(v.dtype, v.shape)
+            arrays.append((slot, v))
         return slot
-    if t is dict:
-        return {k: _template(v, arrays, memo) for k, v in x.items()}
-    if t is list:
-        return [_template(v, arrays, memo) for v in x]
-    if t is tuple:
-        return tuple(_template(v, arrays, memo) for v in x)
-    if isinstance(x, tuple) and hasattr(t, "_make"):  # a namedtuple
-        return t._make(_template(v, arrays, memo) for v in x)
-    return x
+
+    return _map_nested(x, slot_of)
 
 
 def _rebuild(x: Any, buf: Any, memo: Dict[int, np.ndarray]) -> Any:
     """The template ``x`` with each slot replaced by a read-only view of ``buf``."""
-    t = type(x)
-    if t is _Slot:
-        view = memo.get(id(x))
+    def view_of(v: Any) -> Any:
+        if type(v) is not _Slot:
+            return v
+        view = memo.get(id(v))
         if view is None:
-            count = int(np.prod(x.shape, dtype=np.int64))
-            if x.nbytes == 0:
-                view = np.empty(x.shape, x.dtype)
+            count = int(np.prod(v.shape, dtype=np.int64))
+            if v.nbytes == 0:
+                view = np.empty(v.shape, v.dtype)
                 view.flags.writeable = False
             else:
-                view = np.frombuffer(buf, x.dtype, count, x.offset).reshape(x.shape)
-            memo[id(x)] = view
+                view = np.frombuffer(buf, v.dtype, count, v.offset).reshape(v.shape)
+            memo[id(v)] = view
         return view
-    if t is dict:
-        return {k: _rebuild(v, buf, memo) for k, v in x.items()}
-    if t is list:
-        return [_rebuild(v, buf, memo) for v in x]
-    if t is tuple:
-        return tuple(_rebuild(v, buf, memo) for v in x)
-    if isinstance(x, tuple) and hasattr(t, "_make"):
-        return t._make(_rebuild(v, buf, memo) for v in x)
-    return x
+
+    return _map_nested(x, view_of)
 
 
 class _Mapping(mmap.mmap):
@@ -478,8 +484,9 @@ def _still_attachable(shared: Shared) -> bool:
     """Whether another process on this host can still map the segment of
     ``shared``, a handle this process inherited (its creator may have
     released it since)."""
+    # The host matched when the handle was unpickled here (`_attach`).
     _version, name, size, nonce, host, _template_bytes = shared._handle
-    if name is None or tuple(host) != host_identity():
+    if name is None:
         return False
     try:
         _map_readonly(name, size, nonce, host[0]).close()
