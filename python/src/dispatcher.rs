@@ -1,13 +1,13 @@
 //! `initret.Dispatcher`.
 
 use std::mem::ManuallyDrop;
+use std::sync::Mutex;
 
 use initret::arch::KernelRequest;
-use initret::{Dispatcher, Placement};
+use initret::{Dispatcher, DispatcherBuilder, Placement};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use crate::arguments::{backend_from_py, kernel_request_from_py, table_from_py, threads_from_py};
@@ -15,7 +15,7 @@ use crate::errors::to_pyerr;
 use crate::numpy;
 use crate::output::{RecycledResults, unwritable_out};
 use crate::queries::{Lookup, query_array};
-use crate::sharing::{counts_view, dispatcher_over, pickled_cpu};
+use crate::sharing::{CountsLayout, counts_view, dispatcher_over, pickled_cpu};
 
 /// `initret.Dispatcher`: popcount lookups into a table placed once on a
 /// backend.
@@ -56,8 +56,12 @@ pub(crate) struct PyDispatcher {
     /// Large results kept for the next call of the same shape.
     recycled: RecycledResults,
     /// The `initret.Shared` holding this dispatcher's counts in shared
-    /// memory, made the first time it is pickled and kept while it lives.
-    shared_counts: PyOnceLock<Py<PyAny>>,
+    /// memory, made the first time it is pickled and kept while it lives
+    /// (made again if it was released or removed from outside).
+    shared_counts: Mutex<Option<Py<PyAny>>>,
+    /// The kernel (`kernel=`) or ISA (`isa=`) this dispatcher was asked
+    /// for, which a pickled copy asks for too.
+    kernel_request: Option<KernelRequest>,
     /// For a dispatcher unpickled from shared counts: the handle of the
     /// segment it reads (another process created it and decides how long it
     /// lives). Pickling sends it on while it can still be mapped.
@@ -96,7 +100,8 @@ impl PyDispatcher {
             inner: ManuallyDrop::new(inner),
             pid: std::process::id(),
             recycled: RecycledResults::default(),
-            shared_counts: PyOnceLock::new(),
+            shared_counts: Mutex::new(None),
+            kernel_request: None,
             inherited_counts: None,
         }
     }
@@ -137,15 +142,12 @@ impl PyDispatcher {
                     .backend(backend)
                     .threads(threads)
                     .placement(placement);
-                match request {
-                    Some(KernelRequest::Fixed(kernel)) => builder.kernel(kernel),
-                    Some(KernelRequest::Measure { isa: Some(isa) }) => builder.isa(isa),
-                    _ => builder,
-                }
-                .build()
+                with_kernel_request(builder, request).build()
             })
             .map_err(|e| to_pyerr(py, e))?;
-        Ok(PyDispatcher::wrap(inner))
+        let mut dispatcher = PyDispatcher::wrap(inner);
+        dispatcher.kernel_request = request;
+        Ok(dispatcher)
     }
 
     /// popcount(queries, out=None) -> numpy.ndarray
@@ -236,27 +238,28 @@ impl PyDispatcher {
         this.check_process()?;
         let cpu = pickled_cpu(&this.inner)?;
         let sharing = py.import("initret._share")?;
-        let inherited = match (&this.inherited_counts, this.shared_counts.get(py)) {
-            (Some(inherited), None) => {
-                let inherited = inherited.bind(py);
-                let attachable = sharing
-                    .getattr("_still_attachable")?
-                    .call1((inherited,))?
-                    .is_truthy()?;
-                attachable.then(|| inherited.clone())
-            }
-            _ => None,
-        };
-        let shared = match inherited {
-            Some(inherited) => inherited,
-            None => this
+        // The segment to send: the one this dispatcher was unpickled from
+        // while it can be attached, else its own, placed again if it was
+        // released or removed from /dev/shm by someone else.
+        let shared = {
+            let mut own = this
                 .shared_counts
-                .get_or_try_init(py, || {
-                    let view = counts_view(py, cpu, slf.clone().into_any())?;
-                    sharing.getattr("share")?.call1((view,)).map(Bound::unbind)
-                })?
-                .bind(py)
-                .clone(),
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("a pickle of this Dispatcher panicked"))?;
+            let view = counts_view(py, cpu, slf.clone().into_any())?;
+            let shared = sharing.getattr("_dispatcher_shared")?.call1((
+                view,
+                own.as_ref().map(|o| o.bind(py).clone()),
+                this.inherited_counts.as_ref().map(|i| i.bind(py).clone()),
+            ))?;
+            let inherited = this
+                .inherited_counts
+                .as_ref()
+                .is_some_and(|i| i.bind(py).is(&shared));
+            if !inherited {
+                *own = Some(shared.clone().unbind());
+            }
+            shared
         };
         let handle = sharing.getattr("_dispatcher_handle")?.call1((shared,))?;
         let (bytes_per_count, threads, placement) = (
@@ -278,6 +281,16 @@ impl PyDispatcher {
                     .into_any(),
                 threads.into_pyobject(py)?.into_any(),
                 placement.to_string().into_pyobject(py)?.into_any(),
+                match this.kernel_request {
+                    Some(KernelRequest::Fixed(kernel)) => kernel.name().into_pyobject(py)?.into_any(),
+                    _ => py.None().into_bound(py),
+                },
+                match this.kernel_request {
+                    Some(KernelRequest::Measure { isa: Some(isa) }) => {
+                        isa.name().into_pyobject(py)?.into_any()
+                    }
+                    _ => py.None().into_bound(py),
+                },
             ],
         )?;
         Ok((sharing.getattr("_dispatcher_from_counts")?, arguments))
@@ -288,7 +301,7 @@ impl PyDispatcher {
     /// place and kept alive; ``inherited`` the ``initret.Shared`` handle of
     /// the segment they are in, if any. Not API: use pickle.
     #[staticmethod]
-    #[pyo3(signature = (counts, rows, bytes_per_count, words_per_row, backend, threads, placement, *, inherited = None))]
+    #[pyo3(signature = (counts, rows, bytes_per_count, words_per_row, backend, threads, placement, *, inherited = None, kernel = None, isa = None))]
     #[allow(clippy::too_many_arguments)]
     fn _from_counts(
         py: Python<'_>,
@@ -300,24 +313,33 @@ impl PyDispatcher {
         threads: usize,
         placement: &str,
         inherited: Option<Py<PyAny>>,
+        kernel: Option<&str>,
+        isa: Option<&str>,
     ) -> PyResult<PyDispatcher> {
         let backend = backend_from_py(py, backend)?;
         let placement = placement
             .parse::<Placement>()
             .map_err(|e| to_pyerr(py, e))?;
+        let request = kernel_request_from_py(py, kernel, isa)?;
         dispatcher_over(
             py,
             counts,
-            rows,
-            bytes_per_count,
-            words_per_row,
-            backend,
-            threads,
-            placement,
+            CountsLayout {
+                rows,
+                bytes_per_count,
+                words_per_row,
+            },
+            |builder| {
+                with_kernel_request(builder, request)
+                    .backend(backend)
+                    .threads(threads)
+                    .placement(placement)
+            },
         )
         .map(|inner| {
             let mut dispatcher = PyDispatcher::wrap(inner);
             dispatcher.inherited_counts = inherited;
+            dispatcher.kernel_request = request;
             dispatcher
         })
     }
@@ -411,5 +433,17 @@ impl PyDispatcher {
             self.inner.requested_backend(),
             self.inner.describe()
         )
+    }
+}
+
+/// `builder` asked for the kernel or ISA of `request`, if any.
+fn with_kernel_request(
+    builder: DispatcherBuilder,
+    request: Option<KernelRequest>,
+) -> DispatcherBuilder {
+    match request {
+        Some(KernelRequest::Fixed(kernel)) => builder.kernel(kernel),
+        Some(KernelRequest::Measure { isa: Some(isa) }) => builder.isa(isa),
+        _ => builder,
     }
 }

@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use initret::arch::{CountMemory, CountTable};
 use initret::cpu::CpuBackend;
-use initret::{Backend, Dispatcher, Placement};
+use initret::{Dispatcher, DispatcherBuilder};
 use numpy::ndarray::ArrayView1;
 use numpy::{PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::IntoPyDict;
+use pyo3::types::{IntoPyDict, PyMemoryView};
+
+use crate::dispatcher::PyDispatcher;
+use crate::numpy;
 
 use crate::errors::to_pyerr;
 
@@ -77,18 +80,50 @@ pub(crate) fn counts_view<'py>(
     Ok(view)
 }
 
+/// The shape of the counts a pickled dispatcher sends.
+pub(crate) struct CountsLayout {
+    pub(crate) rows: usize,
+    pub(crate) bytes_per_count: usize,
+    pub(crate) words_per_row: usize,
+}
+
+/// Whether the memory behind `array` can never be written: the object at
+/// the end of its base chain exports a read-only buffer (a read-only
+/// `mmap`, `bytes`) or is a `Dispatcher` (whose counts never change). An
+/// array that owns its memory is refused even when marked read-only: its
+/// flag can be set back.
+fn memory_is_immutable(array: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = array.py();
+    let ndarray = numpy(py)?.getattr("ndarray")?;
+    let mut root = array.clone();
+    loop {
+        if root.is_instance(&ndarray)? {
+            let base = root.getattr("base")?;
+            if base.is_none() {
+                return Ok(false);
+            }
+            root = base;
+        } else {
+            break;
+        }
+    }
+    if root.is_instance_of::<PyDispatcher>() {
+        return Ok(true);
+    }
+    match PyMemoryView::from(&root) {
+        Ok(view) => view.getattr("readonly")?.is_truthy(),
+        Err(_) => Ok(false),
+    }
+}
+
 /// A dispatcher over the counts in `counts` (a read-only `uint8` array of
-/// the bytes [`counts_view`] gave), read in place.
-#[allow(clippy::too_many_arguments)]
+/// the bytes [`counts_view`] gave), read in place, built by `configure`d
+/// [`Dispatcher::counts_builder`].
 pub(crate) fn dispatcher_over(
     py: Python<'_>,
     counts: &Bound<'_, PyUntypedArray>,
-    rows: usize,
-    bytes_per_count: usize,
-    words_per_row: usize,
-    backend: Backend,
-    threads: usize,
-    placement: Placement,
+    layout: CountsLayout,
+    configure: impl FnOnce(DispatcherBuilder) -> DispatcherBuilder + Send,
 ) -> PyResult<Dispatcher> {
     if !counts.dtype().is_equiv_to(&numpy::dtype::<u8>(py))
         || !counts.is_c_contiguous()
@@ -98,9 +133,13 @@ pub(crate) fn dispatcher_over(
             "counts must be a 1-D, C-contiguous uint8 array (as Dispatcher pickles them)",
         ));
     }
-    if counts.getattr("flags")?.getattr("writeable")?.is_truthy()? {
+    if counts.getattr("flags")?.getattr("writeable")?.is_truthy()?
+        || !memory_is_immutable(counts.as_any())?
+    {
         return Err(PyValueError::new_err(
-            "counts must be read-only: they are read in place, without a copy, and must not change",
+            "counts must be read-only memory (a read-only mapping of shared memory, or bytes): they \
+             are read in place, without a copy, and must never change; a read-only view of \
+             writable memory is refused",
         ));
     }
     let array = counts.cast::<PyArray1<u8>>()?;
@@ -115,14 +154,8 @@ pub(crate) fn dispatcher_over(
         ptr,
         len,
     });
-    let table =
-        CountTable::from_memory(memory, rows, bytes_per_count).map_err(|e| to_pyerr(py, e))?;
-    py.detach(|| {
-        Dispatcher::counts_builder(table, words_per_row)
-            .backend(backend)
-            .threads(threads)
-            .placement(placement)
-            .build()
-    })
-    .map_err(|e| to_pyerr(py, e))
+    let table = CountTable::from_memory(memory, layout.rows, layout.bytes_per_count)
+        .map_err(|e| to_pyerr(py, e))?;
+    py.detach(|| configure(Dispatcher::counts_builder(table, layout.words_per_row)).build())
+        .map_err(|e| to_pyerr(py, e))
 }

@@ -55,14 +55,14 @@ def maps_segment(name: str, initret: Dict[str, Any]) -> bool:
     return segment_mapped(name)
 
 
-def race_attach_or_create(token: str, rows: int, start: Any, done: Any, results: Any) -> None:
+def race_attach_or_create(digest: bytes, rows: int, start: Any, done: Any, results: Any) -> None:
     """One of several processes started together: create-or-attach the
-    segment for ``token``, report, and stay until every process reported."""
+    segment for ``digest``, report, and stay until every process reported."""
     from initret._share import attach_or_create
 
     start.wait()
-    view, segment, name = attach_or_create(token, np.arange(rows, dtype=np.uint32))
-    results.put((segment is not None, name, int(view.sum(dtype=np.int64)), view.flags.writeable,
+    view, host_segment = attach_or_create(digest, lambda: np.arange(rows, dtype=np.uint32))
+    results.put((host_segment.created, host_segment.name, int(view.sum(dtype=np.int64)), view.flags.writeable,
                  isinstance(base_mmap(view), mmap.mmap)))
     done.wait()
 

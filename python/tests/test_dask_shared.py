@@ -56,28 +56,28 @@ def test_one_segment_per_host_and_results(client, rng):
     pids = {s[0] for s in state.values()}
     names = {s[2] for s in state.values()}
     assert len(pids) == 3 and all(s[1] == 1 for s in state.values())
-    assert names == {"irt_" + plugin.token}, "one segment for the counts on this host"
+    assert len(names) == 1, "one segment for the counts on this host"
+    (name,) = names
+    assert name.startswith("irt_")
     assert sum(s[3] for s in state.values()) == 1, "exactly one worker created it"
     assert all(s[4] for s in state.values()), "no worker keeps its own copy of the table"
     assert all("rows=50000 words_per_row=3" in s[6] for s in state.values())
-    segments = [f for f in os.listdir("/dev/shm") if f.startswith("irt_" + plugin.token)]
-    assert segments == ["irt_" + plugin.token]
-    # The creating worker keeps the segment (for workers that join later)
-    # until its plugin is torn down; every worker's dispatcher reads the
-    # counts there, in place.
-    assert os.path.exists("/dev/shm/irt_" + plugin.token)
+    # The segment lives while a worker uses it (for workers that join
+    # later); every worker's dispatcher reads the counts there, in place.
+    assert os.path.exists("/dev/shm/" + name)
+    assert os.stat("/dev/shm/" + name).st_mode & 0o777 == 0o600
     assert all(s[5] and s[7] for s in state.values())
 
     # A worker that joins later attaches to the same segment.
     client.cluster.scale(4)
     client.wait_for_workers(4)
     state = client.run(plugin_state("shared3"))
-    assert len(state) == 4 and {s[2] for s in state.values()} == {"irt_" + plugin.token}
+    assert len(state) == 4 and {s[2] for s in state.values()} == {name}
     assert sum(s[3] for s in state.values()) == 1
     np.testing.assert_array_equal(counts.compute(), row_counts(table)[queries])
 
     client.unregister_worker_plugin("shared3")
-    assert not os.path.exists("/dev/shm/irt_" + plugin.token)
+    assert not os.path.exists("/dev/shm/" + name)  # the last user out unlinked it
 
 
 def test_not_shared_builds_from_own_copy(client):
@@ -86,4 +86,74 @@ def test_not_shared_builds_from_own_copy(client):
     assert total == initret.SEED_CHECKSUM
     state = client.run(plugin_state("own"))
     assert all(s[2] == "" and not s[3] for s in state.values())
-    assert not any(f.startswith("irt_" + plugin.token) for f in os.listdir("/dev/shm"))
+    assert plugin.segment == ""
+
+
+def worker_segment_inodes(name):
+    """Per worker: (pid, plugin's segment, created, the inode it maps)."""
+    def state(dask_worker):
+        plugin = dask_worker.plugins[name]
+        inode = None
+        for line in open("/proc/self/maps"):
+            fields = line.split()
+            if len(fields) >= 6 and fields[5] == "/dev/shm/" + plugin.segment:
+                inode = int(fields[4])
+        return (os.getpid(), plugin.segment, plugin.created_segment, inode)
+    return state
+
+
+def test_reregistering_after_the_table_changed_places_the_new_counts(client):
+    """Item 2: the plugin's segment follows the table it carries, not the
+    plugin object: register, change the array in place, register again."""
+    table = np.arange(1 << 16, dtype=np.uint32)
+    plugin = initret.dask.DispatcherPlugin(table, threads=1, name="again")
+    client.register_plugin(plugin, name="again")
+    queries = da.arange(1 << 16, chunks=1 << 14)
+    first = initret.dask.popcount(queries, name="again").compute()
+    np.testing.assert_array_equal(first, row_counts(table))
+    old = {s[1] for s in client.run(worker_segment_inodes("again")).values()}
+
+    plugin.table[:] = 0xFFFFFFFF  # the caller's array (plugin kept it without a copy)
+    client.register_plugin(plugin, name="again")
+    second = initret.dask.popcount(queries, name="again").compute()
+    assert (second == 32).all(), "the new table's counts, not the old ones"
+    new = {s[1] for s in client.run(worker_segment_inodes("again")).values()}
+    assert len(new) == 1 and new != old
+    client.unregister_worker_plugin("again")
+    assert not any(os.path.exists("/dev/shm/" + n) for n in old | new)
+
+
+def test_killed_creator_restarts_into_the_same_segment_and_is_released(rng):
+    """Items 7 and 13: SIGKILL the worker that created the host's segment.
+    The nanny restarts it; the new worker attaches to the segment the
+    others still use (one count table on the host), and unregistering the
+    plugin removes it, though its creator never tore down."""
+    import signal
+    import time
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        table = rng.integers(0, 2**32, size=1 << 16, dtype=np.uint64).astype(np.uint32)
+        initret.dask.register(client, table, threads=1, name="killed")
+        state = client.run(worker_segment_inodes("killed"))
+        (name,) = {s[1] for s in state.values()}
+        creator = next(s[0] for s in state.values() if s[2])
+        os.kill(creator, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:  # the nanny starts a new worker, which sets the plugin up
+            try:
+                state = client.run(worker_segment_inodes("killed"))
+            except Exception:
+                state = {}
+            if len(state) == 2 and creator not in {s[0] for s in state.values()}:
+                break
+            assert time.monotonic() < deadline, "the killed worker was not restarted"
+            time.sleep(0.2)
+        assert {s[1] for s in state.values()} == {name}
+        assert not any(s[2] for s in state.values()), "the restarted worker adopted the segment"
+        assert {s[3] for s in state.values()} == {os.stat("/dev/shm/" + name).st_ino}, "one table on the host"
+        queries = da.from_array(rng.integers(0, 1 << 16, size=50_000), chunks=10_000)
+        np.testing.assert_array_equal(initret.dask.popcount(queries, name="killed").compute(),
+                                      row_counts(table)[queries.compute()])
+        client.unregister_worker_plugin("killed")
+        assert not os.path.exists("/dev/shm/" + name)

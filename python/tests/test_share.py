@@ -274,15 +274,16 @@ def test_readme_shared_state_examples_run(tmp_path):
 def test_attach_or_create_race_has_one_creator():
     ctx = multiprocessing.get_context("spawn")
     n, rows = 6, 1 << 16
-    token = os.urandom(12).hex()
+    digest = os.urandom(32)
     start, done, results = ctx.Barrier(n), ctx.Barrier(n + 1), ctx.Queue()
-    workers = [ctx.Process(target=race_attach_or_create, args=(token, rows, start, done, results))
+    workers = [ctx.Process(target=race_attach_or_create, args=(digest, rows, start, done, results))
                for _ in range(n)]
     for w in workers:
         w.start()
     try:
         reports = [results.get(timeout=120) for _ in range(n)]
-        assert shm_exists("irt_" + token)
+        name = reports[0][1]
+        assert shm_exists(name)
         done.wait(timeout=120)
     finally:
         for w in workers:
@@ -290,8 +291,8 @@ def test_attach_or_create_race_has_one_creator():
             if w.is_alive():
                 w.kill()
     assert sum(created for created, *_ in reports) == 1
-    assert {r[1:] for r in reports} == {("irt_" + token, rows * (rows - 1) // 2, False, True)}
-    assert wait_gone("irt_" + token)  # the creator released it when it exited
+    assert {r[1:] for r in reports} == {(name, rows * (rows - 1) // 2, False, True)}
+    assert wait_gone(name)  # the last user out released it when it exited
 
 
 def test_attach_or_create_keeps_no_reference_cycle():
@@ -299,14 +300,14 @@ def test_attach_or_create_keeps_no_reference_cycle():
     # the caller's table or the mapping alive after the caller drops them.
     table = np.arange(1 << 16, dtype=np.uint32)
     table_ref = weakref.ref(table)
-    view, segment, name = _share.attach_or_create(os.urandom(12).hex(), table)
+    view, host_segment = _share.attach_or_create(os.urandom(32), lambda: table)
     mapping_ref = weakref.ref(base_mmap(view))
-    assert segment is not None and shm_exists(name)
+    assert host_segment.created and shm_exists(host_segment.name)
     del table, view
     assert table_ref() is None and mapping_ref() is None  # freed without a gc pass
-    assert shm_exists(name)  # the segment lives while its _Segment does
-    segment.unlink()
-    assert not shm_exists(name)
+    assert shm_exists(host_segment.name)  # the segment lives while a user holds it
+    assert host_segment.release() is True
+    assert not shm_exists(host_segment.name)
 
 
 def test_full_dev_shm_is_enospc_not_sigbus(monkeypatch):
@@ -319,7 +320,7 @@ def test_full_dev_shm_is_enospc_not_sigbus(monkeypatch):
         initret.share(np.ones(1000))
     assert caught.value.errno == 28 and "/dev/shm" in str(caught.value)
     with pytest.raises(OSError):
-        _share.attach_or_create(os.urandom(12).hex(), np.ones(1000))
+        _share.attach_or_create(os.urandom(32), lambda: np.ones(1000))
     assert set(os.listdir("/dev/shm")) == before  # nothing left behind
 
 

@@ -34,7 +34,7 @@ from ._errors import *  # noqa: F403 (the exception classes: _errors.__all__)
 from ._initret import SEED_CHECKSUM, SEED_ROWS, Dispatcher, __version__
 from ._initret import info as _info
 from .pool import Pool
-from ._share import Shared, SharedMemoryUnavailable, share
+from ._share import Shared, SharedMemoryUnavailable, SharedMemoryUntrusted, SharedStateLockTimeout, share
 
 __all__ = [
     "Dispatcher",
@@ -42,6 +42,8 @@ __all__ = [
     "share",
     "Shared",
     "SharedMemoryUnavailable",
+    "SharedMemoryUntrusted",
+    "SharedStateLockTimeout",
     "info",
     "seed_table",
     "SEED_ROWS",

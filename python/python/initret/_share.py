@@ -1,50 +1,87 @@
 """``initret.share``: state placed once per machine, in shared memory.
 
-``share(obj)`` copies every numpy array in ``obj`` (the object itself, or
-arrays nested in dicts, lists and tuples, recursively) once into one shared
-memory segment and returns a :class:`Shared`:
+``share(obj)`` copies every numpy array in ``obj`` once into one shared
+memory segment and returns a :class:`Shared`. Arrays are found wherever
+pickle would find them: in dicts, lists, tuples, sets, ``OrderedDict``,
+``defaultdict``, dataclasses, namespaces, any object that pickles its
+attributes. Everything else is pickled, with pickle's own rules (cycles and
+shared references are kept).
 
 * ``shared.value`` is ``obj`` rebuilt around read-only, zero-copy views of
   that segment, so the creating process holds one copy (drop the original);
 * pickling ``shared`` gives a small handle (segment name and size, the
-  host's identity, and a template of the structure in which each array is a
-  placeholder: dtype, shape, offset). **Unpickling it returns the rebuilt
-  object itself, not a** :class:`Shared`: the same structure, whose arrays
-  are read-only numpy views of the same memory, mapped read-only (each
-  view's ``base`` is the ``mmap`` that keeps the mapping alive). That is
-  what a worker wants as its ``initret``; a worker that needs a handle to
-  pass on again can send the creator's ``Shared`` instead.
+  host's identity, a secret, and the pickled structure in which each array
+  is a reference to the segment). **Unpickling it returns the rebuilt
+  object itself, not a** :class:`Shared`, its arrays read-only numpy views
+  of the same memory, mapped read-only (each view's ``base`` is the
+  ``mmap`` that keeps the mapping alive).
 
 Values that are not arrays (and arrays of Python objects, and subclasses of
-``ndarray`` other than ``np.memmap``) are pickled as usual, when ``share``
-is called: a snapshot. Arrays are stored C-contiguous (a Fortran-ordered or
-strided array comes back C-ordered, with the same values); an array that
-appears twice in ``obj`` is stored once and comes back as one view.
+``ndarray`` other than ``np.memmap``) are a snapshot taken when ``share`` is
+called. Arrays are stored C-contiguous (a Fortran-ordered or strided array
+comes back C-ordered, with the same values); an array that appears twice in
+``obj`` is stored once and comes back as one view.
 
-Lifetime: the segment is created through
-:class:`multiprocessing.shared_memory.SharedMemory`, so the creator's
-resource tracker unlinks it if the creator dies, even by ``SIGKILL``. It is
-unlinked when the creator no longer needs it: ``shared.unlink()`` (or the
-end of a ``with`` block), or when the :class:`Shared` and every view of
-``shared.value`` are gone, or at exit. Processes that attached keep their
-mappings (the memory lives until the last one is unmapped); unpickling a
-handle after the creator released the segment raises
+Trust. A segment is used only if this user made it, for this state:
+
+* it is created with ``O_CREAT | O_EXCL`` and mode ``0600`` under a random
+  name (or, for ``initret.dask``, a name derived from the table's content
+  and a per-user secret), with signals blocked until it is registered for
+  cleanup;
+* before anything is mapped, ``fstat`` must show a regular file owned by
+  this effective uid with no group or other permission bit; otherwise
+  :class:`SharedMemoryUntrusted` names the segment and its owner;
+* its header is a fixed binary layout (magic, version, sizes, a 16-byte
+  secret, one descriptor per array), every field checked against the
+  file's real size before a view is made. Nothing is ever unpickled from
+  shared memory: the pickled structure travels inside the handle;
+* lock files and the per-user secret live in a directory only this user
+  can write (``$XDG_RUNTIME_DIR/initret``, else ``<tempdir>/initret-<uid>``,
+  mode 0700, checked), opened with ``O_NOFOLLOW``; locks time out with
+  :class:`SharedStateLockTimeout`.
+
+What sharing does not promise: a process of the *same* user can still
+truncate or rewrite a segment (its readers then get ``SIGBUS`` or wrong
+values); POSIX shared memory gives no protection between processes of one
+user.
+
+Lifetime (``share``): the segment is unlinked when the creator no longer
+needs it: ``shared.unlink()`` (or the end of a ``with`` block), or when the
+:class:`Shared` and every view of ``shared.value`` are gone, or at exit. If
+the creator dies, even by ``SIGKILL``, a resource tracker unlinks it: the
+standard library's for a main process, and a private one for a process that
+multiprocessing started (a pool worker, an executor task, a Dask worker),
+whose parent's tracker would otherwise keep it until the parent exits.
+Processes that attached keep their mappings. Unpickling a handle after the
+segment was released, or removed by someone else (systemd-logind's
+``RemoveIPC=yes`` at logout, a cleanup script), raises
 :class:`SharedMemoryUnavailable`, as does unpickling it on another host
 (another machine, container or boot): a clear error, never wrong data.
-Attaching processes never register the segment with their resource
-tracker (before Python 3.13 that would unlink it when they exit).
 """
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import errno
+import hashlib
+import hmac
+import io
 import mmap
+import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import secrets
+import signal
 import socket
+import stat
+import struct
+import tempfile
+import threading
+import time
 import weakref
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import resource_tracker
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -61,30 +98,66 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["share", "Shared", "SharedMemoryUnavailable", "host_identity", "attach_or_create"]
+__all__ = [
+    "share",
+    "Shared",
+    "SharedMemoryUnavailable",
+    "SharedMemoryUntrusted",
+    "SharedStateLockTimeout",
+    "host_identity",
+    "attach_or_create",
+]
 
-_MAGIC = b"INITRET\x01"
-#: Header: magic (8 bytes), nonce (16), ready flag (1); arrays start at 64.
-_HEADER = 64
-_ALIGN = 64
-_READY = 24
-# Room for the pickled (size, dtype, shape, offset) of a derived array.
-_DERIVED_META = 256
+# -- errors -----------------------------------------------------------------
 
 
 class SharedMemoryUnavailable(InitretError, OSError):
     """A shared state handle cannot be mapped here: it was made on another
-    host (machine, container or boot), or its creator released the segment
-    (or died). ``segment`` names the segment, ``host`` the host it was
-    created on."""
+    host (machine, container or boot), its creator released the segment
+    (or died), someone removed it, or it is not a valid initret segment.
+    ``segment`` names the segment, ``host`` the host it was created on."""
 
     def __init__(self, message: str, segment: Optional[str] = None, host: Optional[str] = None) -> None:
         super().__init__(message, "SharedMemoryUnavailable")
         self.segment = segment
         self.host = host
 
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
     def __reduce__(self) -> Any:
         return (type(self), (str(self), self.segment, self.host))
+
+
+class SharedMemoryUntrusted(SharedMemoryUnavailable, PermissionError):
+    """A file initret would use (a segment in ``/dev/shm``, its private
+    directory, a lock file) was not made by this user, or others may write
+    it: initret refuses it rather than read it. ``owner`` is the file's
+    owner uid, ``mode`` its permission bits."""
+
+    def __init__(self, message: str, segment: Optional[str] = None, owner: Optional[int] = None,
+                 mode: Optional[int] = None) -> None:
+        super().__init__(message, segment, None)
+        self.owner = owner
+        self.mode = mode
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.segment, self.owner, self.mode))
+
+
+class SharedStateLockTimeout(InitretError, TimeoutError):
+    """Waiting for another process to finish creating a shared segment took
+    longer than the timeout. ``path`` is the lock file."""
+
+    def __init__(self, message: str, path: Optional[str] = None) -> None:
+        super().__init__(message, "SharedStateLockTimeout")
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.path))
+
+
+# -- the host ----------------------------------------------------------------
 
 
 def host_identity() -> Tuple[str, str, int]:
@@ -104,91 +177,364 @@ def host_identity() -> Tuple[str, str, int]:
     return (socket.gethostname(), boot_id, shm_dev)
 
 
-class _Slot:
-    """An array's place in a template: dtype, shape and offset in the segment."""
+def _owner_name(uid: int) -> str:
+    try:
+        import pwd
 
-    __slots__ = ("dtype", "shape", "offset")
-
-    def __init__(self, dtype: np.dtype, shape: Tuple[int, ...], offset: int = 0) -> None:
-        self.dtype = dtype
-        self.shape = shape
-        self.offset = offset
-
-    def __reduce__(self) -> Any:
-        return (_Slot, (self.dtype, self.shape, self.offset))
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
-def _map_nested(x: Any, leaf: Callable[[Any], Any]) -> Any:
-    """``x`` rebuilt with ``leaf(v)`` for every value ``v`` in it, through
-    dicts, lists, tuples and namedtuples: the one walk that both the
-    template (arrays to slots) and the rebuild (slots to views) take, so
-    the two always agree on which containers are looked into."""
-    t = type(x)
-    if t is dict:
-        return {k: _map_nested(v, leaf) for k, v in x.items()}
-    if t is list:
-        return [_map_nested(v, leaf) for v in x]
-    if t is tuple:
-        return tuple(_map_nested(v, leaf) for v in x)
-    if isinstance(x, tuple) and hasattr(t, "_make"):  # a namedtuple
-        return t._make(_map_nested(v, leaf) for v in x)
-    return leaf(x)
+def _check_owned(st: os.stat_result, what: str, segment: Optional[str] = None, *, directory: bool = False) -> None:
+    """Refuses a file (or directory) this user did not make, or that others
+    may write or read: owner must be the effective uid, no group or other
+    permission bit set."""
+    euid = os.geteuid()
+    kind_ok = stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)
+    mode = stat.S_IMODE(st.st_mode)
+    if not kind_ok or st.st_uid != euid or mode & 0o077:
+        kind = "a directory" if directory else "a regular file"
+        raise SharedMemoryUntrusted(
+            f"{what} is not trusted: it must be {kind} owned by {_owner_name(euid)} with mode 0600/0700, "
+            f"but it is owned by {_owner_name(st.st_uid)} with mode {mode:04o}"
+            f"{'' if kind_ok else ' and is not ' + kind}; initret never reads state another user can "
+            "create or write (remove it, or ask who made it)",
+            segment, st.st_uid, mode,
+        )
 
 
-def _template(x: Any, arrays: List[Tuple[_Slot, np.ndarray]], memo: Dict[int, _Slot]) -> Any:
-    """``x`` with each shareable array replaced by a :class:`_Slot` (an
-    array that appears twice gets one slot)."""
-    def slot_of(v: Any) -> Any:
-        t = type(v)
-        if not ((t is np.ndarray or t is np.memmap) and not v.dtype.hasobject):
-            return v
-        slot = memo.get(id(v))
-        if slot is None:
-            slot = memo[id(v)] = _Slot(v.dtype, v.shape)
-            arrays.append((slot, v))
-        return slot
+# -- initret's private directory: locks and the per-user secret --------------
 
-    return _map_nested(x, slot_of)
+_private: Dict[str, Any] = {}
+_private_lock = threading.Lock()
 
 
-def _rebuild(x: Any, buf: Any, memo: Dict[int, np.ndarray]) -> Any:
-    """The template ``x`` with each slot replaced by a read-only view of ``buf``."""
-    def view_of(v: Any) -> Any:
-        if type(v) is not _Slot:
-            return v
-        view = memo.get(id(v))
-        if view is None:
-            count = int(np.prod(v.shape, dtype=np.int64))
-            if v.nbytes == 0:
-                view = np.empty(v.shape, v.dtype)
-                view.flags.writeable = False
-            else:
-                view = np.frombuffer(buf, v.dtype, count, v.offset).reshape(v.shape)
-            memo[id(v)] = view
+def _private_dir() -> Tuple[int, str]:
+    """``(dirfd, path)`` of the directory only this user can write, where
+    lock files and the per-user secret live: ``$XDG_RUNTIME_DIR/initret``
+    when that runtime directory is this user's and private, else
+    ``<tempdir>/initret-<euid>``. Created with mode 0700; refused
+    (:class:`SharedMemoryUntrusted`) if it is a symlink, not this user's,
+    or writable by others."""
+    with _private_lock:
+        if _private.get("pid") == os.getpid():
+            return _private["fd"], _private["path"]
+        euid = os.geteuid()
+        base = os.environ.get("XDG_RUNTIME_DIR", "")
+        path = ""
+        if base and os.path.isabs(base):
+            try:
+                st = os.stat(base)
+                if stat.S_ISDIR(st.st_mode) and st.st_uid == euid and not stat.S_IMODE(st.st_mode) & 0o077:
+                    path = os.path.join(base, "initret")
+            except OSError:
+                pass
+        if not path:
+            path = os.path.join(tempfile.gettempdir(), f"initret-{euid}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                st = os.lstat(path)
+                raise SharedMemoryUntrusted(
+                    f"initret's private directory {path!r} is a symlink or not a directory "
+                    f"(owned by {_owner_name(st.st_uid)}); remove it or point TMPDIR elsewhere",
+                    path, st.st_uid, stat.S_IMODE(st.st_mode),
+                ) from None
+            raise
+        try:
+            _check_owned(os.fstat(fd), f"initret's private directory {path!r}", path, directory=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        old = _private.get("fd")
+        if old is not None:  # inherited through fork: still valid, replaced by our own
+            try:
+                os.close(old)
+            except OSError:
+                pass
+        _private.update(pid=os.getpid(), fd=fd, path=path)
+        return fd, path
+
+
+def _open_private(name: str, flags: int = os.O_RDWR) -> int:
+    """Opens (creating, mode 0600) ``name`` in the private directory,
+    never following a symlink, and checks it is this user's."""
+    dirfd, path = _private_dir()
+    fd = os.open(name, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+    try:
+        _check_owned(os.fstat(fd), f"{os.path.join(path, name)!r}", name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _user_secret() -> bytes:
+    """32 random bytes, made once per user and host and kept (mode 0600) in
+    the private directory: the key that derives ``initret.dask`` segment
+    names and secrets from a table's content."""
+    cached = _private.get("secret")
+    if cached is not None and _private.get("secret_pid") == os.getpid():
+        return cached
+    dirfd, path = _private_dir()
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open("secret", flags, dir_fd=dirfd)
+    except FileNotFoundError:
+        temporary = f"secret.{os.getpid()}.{secrets.token_hex(6)}"
+        tfd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=dirfd)
+        try:
+            os.write(tfd, secrets.token_bytes(32))
+            os.fsync(tfd)
+        finally:
+            os.close(tfd)
+        try:  # atomic: the first link wins, everyone reads the winner's
+            os.link(temporary, "secret", src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary, dir_fd=dirfd)
+        fd = os.open("secret", flags, dir_fd=dirfd)
+    try:
+        st = os.fstat(fd)
+        _check_owned(st, f"initret's secret {os.path.join(path, 'secret')!r}", "secret")
+        secret = os.pread(fd, 64, 0)
+    finally:
+        os.close(fd)
+    if len(secret) != 32:
+        raise SharedMemoryUntrusted(f"initret's secret {os.path.join(path, 'secret')!r} is damaged "
+                                    f"({len(secret)} bytes, not 32): remove it", "secret")
+    _private.update(secret=secret, secret_pid=os.getpid())
+    return secret
+
+
+def _flock(fd: int, operation: int, timeout: float, path: str) -> None:
+    """``flock`` with a timeout: :class:`SharedStateLockTimeout` when another
+    process holds the lock longer than ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise SharedStateLockTimeout(
+                    f"waited {timeout:g} s for the lock {path!r}: another process of this user holds it "
+                    "(creating the same shared state, or stuck); raise lock_timeout= or end that process",
+                    path,
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
+# -- the segment format -------------------------------------------------------
+
+_MAGIC = b"INITRSHM"
+_VERSION = 2
+#: magic, version, header size, secret, total size, array count, ready.
+_HEADER = struct.Struct("<8sII16sQII")
+_HEADER_SIZE = 64
+_READY_AT = 44
+#: One per array: offset, bytes, dtype (numpy's ``dtype.str``, for the
+#: arrays ``attach_or_create`` describes; empty otherwise), ndim, shape.
+_MAX_NDIM = 8
+_DESCRIPTOR = struct.Struct("<QQ16sI4x8Q")
+_DESCRIPTOR_SIZE = 128
+_ALIGN = 64
+#: The dtypes a segment may describe by itself (``attach_or_create``).
+_DESCRIBED_DTYPES = frozenset({"|u1", "<u2", "<u4", "<u8", "|i1", "<i2", "<i4", "<i8", "<f4", "<f8"})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Descriptor:
+    offset: int
+    nbytes: int
+    dtype: str
+    shape: Tuple[int, ...]
+
+
+def _layout(arrays: List[np.ndarray]) -> Tuple[int, List[int]]:
+    """The header size and each array's offset (64-byte aligned); the
+    segment's size is the end of the last array."""
+    header = -(-(_HEADER_SIZE + _DESCRIPTOR_SIZE * len(arrays)) // _ALIGN) * _ALIGN
+    offsets = []
+    offset = header
+    for array in arrays:
+        offset = -(-offset // _ALIGN) * _ALIGN
+        offsets.append(offset)
+        offset += array.nbytes
+    return header, offsets
+
+
+def _header_bytes(arrays: List[np.ndarray], offsets: List[int], header_size: int, size: int, secret: bytes,
+                  described: bool) -> bytes:
+    out = bytearray(header_size)
+    _HEADER.pack_into(out, 0, _MAGIC, _VERSION, header_size, secret, size, len(arrays), 0)
+    for i, (array, offset) in enumerate(zip(arrays, offsets)):
+        dtype = array.dtype.str.encode("ascii") if described else b""
+        shape = tuple(array.shape) if described else ()
+        _DESCRIPTOR.pack_into(out, _HEADER_SIZE + i * _DESCRIPTOR_SIZE, offset, array.nbytes, dtype, len(shape),
+                              *(shape + (0,) * (_MAX_NDIM - len(shape))))
+    return bytes(out)
+
+
+def _parse_header(mm: Any, size: int, secret: bytes, name: str, host: str) -> List[_Descriptor]:
+    """Every header field checked against the mapping's real ``size``: the
+    descriptors, each of whose spans lies inside the segment."""
+    def corrupt(why: str) -> SharedMemoryUnavailable:
+        return SharedMemoryUnavailable(f"shared memory segment {name!r} is not a valid initret segment: {why}",
+                                       name, host)
+
+    if size < _HEADER_SIZE:
+        raise corrupt(f"{size} bytes is smaller than a header")
+    magic, version, header_size, stored_secret, total, count, ready = _HEADER.unpack_from(mm, 0)
+    if magic != _MAGIC:
+        raise corrupt("wrong magic")
+    if version != _VERSION:
+        raise corrupt(f"format version {version}, this initret reads {_VERSION}")
+    if not hmac.compare_digest(stored_secret, secret):
+        raise corrupt("its secret does not match the handle's (another state under the same name)")
+    if total != size:
+        raise corrupt(f"its header says {total} bytes but it has {size} (truncated or grown)")
+    if ready != 1:
+        raise corrupt("it was never completed (its creator died while writing it)")
+    if count > (size - _HEADER_SIZE) // _DESCRIPTOR_SIZE or header_size < _HEADER_SIZE + count * _DESCRIPTOR_SIZE \
+            or header_size > size:
+        raise corrupt(f"{count} arrays and a {header_size}-byte header do not fit in {size} bytes")
+    descriptors = []
+    for i in range(count):
+        offset, nbytes, dtype, ndim, *shape = _DESCRIPTOR.unpack_from(mm, _HEADER_SIZE + i * _DESCRIPTOR_SIZE)
+        if offset % _ALIGN or offset < header_size or offset > size or nbytes > size - offset:
+            raise corrupt(f"array {i} at offset {offset} of {nbytes} bytes lies outside the segment")
+        if ndim > _MAX_NDIM:
+            raise corrupt(f"array {i} has {ndim} dimensions")
+        descriptors.append(_Descriptor(offset, nbytes, dtype.rstrip(b"\0").decode("ascii", "replace"),
+                                       tuple(shape[:ndim])))
+    return descriptors
+
+
+def _view(mm: Any, descriptor: _Descriptor, dtype: np.dtype, shape: Tuple[int, ...], name: str,
+          host: str) -> np.ndarray:
+    """A read-only view of one array, after checking that ``dtype`` and
+    ``shape`` describe exactly the descriptor's span."""
+    count = 1
+    for n in shape:
+        if not isinstance(n, int) or n < 0:
+            raise SharedMemoryUnavailable(f"segment {name!r}: bad shape {shape!r}", name, host)
+        count *= n
+    if count * dtype.itemsize != descriptor.nbytes:
+        raise SharedMemoryUnavailable(
+            f"shared memory segment {name!r}: an array of {shape} {dtype} does not fill its "
+            f"{descriptor.nbytes}-byte span", name, host)
+    if descriptor.nbytes == 0:
+        view = np.empty(shape, dtype)
+        view.flags.writeable = False
         return view
-
-    return _map_nested(x, view_of)
+    return np.frombuffer(mm, dtype, count, descriptor.offset).reshape(shape)
 
 
 class _Mapping(mmap.mmap):
-    """The creator's read-only mapping: keeps its :class:`_Segment` (and so
-    the segment's name) alive while any view of it lives."""
+    """A read-only mapping of a segment; the creator's keeps its
+    :class:`_Segment` (and so the segment's name) alive while any view of
+    it lives."""
 
     _segment: Optional["_Segment"] = None
 
 
+def _gone(name: str, host: str) -> SharedMemoryUnavailable:
+    return SharedMemoryUnavailable(
+        f"shared memory segment {name!r} (created on host {host!r}) no longer exists: its creator "
+        "released it or exited, or another process removed it from /dev/shm (systemd-logind's "
+        "RemoveIPC=yes does so at logout); share() the state again",
+        name, host,
+    )
+
+
+def _open_checked(name: str, host: str) -> int:
+    """A read-only descriptor of segment ``name``, after ``fstat`` showed it
+    is this user's and private."""
+    try:
+        fd = _posixshmem.shm_open("/" + name, os.O_RDONLY | os.O_NOFOLLOW, 0o600)
+    except FileNotFoundError:
+        raise _gone(name, host) from None
+    except PermissionError:
+        raise SharedMemoryUntrusted(
+            f"shared memory segment {name!r} cannot be opened: another user made it", name) from None
+    try:
+        _check_owned(os.fstat(fd), f"shared memory segment {name!r}", name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _map_segment(name: str, secret: bytes, host: str, fd: Optional[int] = None,
+                 mapping: type = mmap.mmap) -> Tuple[Any, List[_Descriptor]]:
+    """Maps segment ``name`` read-only (through ``fd`` if given, else by
+    name after the owner check) and validates its header; never registered
+    with a resource tracker."""
+    own = fd is None
+    if own:
+        fd = _open_checked(name, host)
+    try:
+        size = os.fstat(fd).st_size
+        if size < _HEADER_SIZE:
+            raise SharedMemoryUnavailable(
+                f"shared memory segment {name!r} is not a valid initret segment: {size} bytes", name, host)
+        mm = mapping(fd, size, access=mmap.ACCESS_READ)
+    finally:
+        if own:
+            os.close(fd)
+    try:
+        descriptors = _parse_header(mm, size, secret, name, host)
+    except BaseException:
+        mm.close()
+        raise
+    return mm, descriptors
+
+
+# -- creating a segment -------------------------------------------------------
+
+#: Signals whose handlers could interrupt creation before the segment is
+#: registered for cleanup; blocked for those few lines.
+_DEFERRED_SIGNALS = {s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT",
+                                                                       "SIGUSR1", "SIGUSR2", "SIGALRM"))
+                     if s is not None}
+
+_trackers: Dict[str, Any] = {}
+
+
+def _tracker() -> Any:
+    """The resource tracker that unlinks this process's segments if it dies:
+    the standard library's in a main process; in a process multiprocessing
+    started (whose default tracker is its parent's, alive until the parent
+    exits) a private one, started once per process."""
+    if multiprocessing.parent_process() is None:
+        return resource_tracker._resource_tracker
+    if _trackers.get("pid") != os.getpid():
+        _trackers.update(pid=os.getpid(), tracker=resource_tracker.ResourceTracker())
+    return _trackers["tracker"]
+
+
 class _Segment:
-    """Owns a created segment's name: unlinks it once, in the creating
+    """A segment this process created: keeps a descriptor of it (to tell
+    whether its name still names it) and unlinks it once, in the creating
     process only (never in a ``fork`` child), when released, collected or
     at exit."""
 
-    def __init__(self, shm: shared_memory.SharedMemory) -> None:
-        self.name = shm.name
-        self._finalizer = weakref.finalize(self, _unlink, shm, os.getpid())
+    def __init__(self, name: str, fd: int, tracker: Any) -> None:
+        self.name = name
+        self.fd = fd
+        self._finalizer = weakref.finalize(self, _release, name, fd, os.getpid(), tracker)
+        _at_process_exit(self._finalizer)
 
     def unlink(self) -> None:
         self._finalizer()
@@ -197,35 +543,55 @@ class _Segment:
     def alive(self) -> bool:
         return self._finalizer.alive
 
+    def removed(self) -> bool:
+        """Whether the name no longer names this segment: someone else
+        removed (or replaced) it while this process still held it."""
+        return not _names_inode(self.name, os.fstat(self.fd))
 
-def _unlink(shm: shared_memory.SharedMemory, pid: int) -> None:
+
+def _at_process_exit(callback: Callable[[], Any]) -> None:
+    """Runs ``callback`` when this process exits normally, also in a process
+    multiprocessing started (which ends with ``os._exit``, skipping
+    ``atexit``: only multiprocessing's own finalizers run there)."""
+    if multiprocessing.parent_process() is not None:
+        multiprocessing.util.Finalize(None, callback, exitpriority=5)
+
+
+def _names_inode(name: str, st: os.stat_result) -> bool:
+    try:
+        fd = _posixshmem.shm_open("/" + name, os.O_RDONLY | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return False
+    try:
+        now = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _release(name: str, fd: int, pid: int, tracker: Any) -> None:
     if os.getpid() != pid:
         return
     try:
-        shm.unlink()
-    except FileNotFoundError:
-        try:  # someone removed the file; stop the tracker warning about it
-            resource_tracker.unregister(getattr(shm, "_name", "/" + shm.name), "shared_memory")
-        except Exception:  # pragma: no cover
-            pass
+        if _names_inode(name, os.fstat(fd)):
+            _posixshmem.shm_unlink("/" + name)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+        if tracker is not None:
+            try:
+                tracker.unregister("/" + name, "shared_memory")
+            except Exception:  # pragma: no cover - the tracker died
+                pass
 
 
-def _layout(arrays: List[Tuple[_Slot, np.ndarray]]) -> int:
-    """Assigns offsets (64-byte aligned, after the header); the segment size."""
-    offset = _HEADER
-    for slot, array in arrays:
-        offset = -(-offset // _ALIGN) * _ALIGN
-        slot.offset = offset
-        offset += array.nbytes
-    return offset
-
-
-def _reserve(shm: shared_memory.SharedMemory, size: int) -> None:
-    """Allocates the segment's pages up front: a full /dev/shm (Docker's
-    default is 64 MiB) is then an ``OSError(ENOSPC)`` here, not a SIGBUS
-    while the arrays are copied in."""
-    fd = getattr(shm, "_fd", -1)
-    if fd < 0 or not hasattr(os, "posix_fallocate"):
+def _reserve(fd: int, size: int, name: str) -> None:
+    """Sizes the segment and allocates its pages up front: a full /dev/shm
+    (Docker's default is 64 MiB) is then an ``OSError(ENOSPC)`` here, not a
+    SIGBUS while the arrays are copied in."""
+    os.ftruncate(fd, size)
+    if not hasattr(os, "posix_fallocate"):
         return
     try:
         os.posix_fallocate(fd, 0, size)
@@ -234,86 +600,126 @@ def _reserve(shm: shared_memory.SharedMemory, size: int) -> None:
             return  # not supported here: the copy proceeds as before
         raise OSError(
             errno.ENOSPC,
-            f"no room for {size} bytes of shared memory ({shm.name!r}): /dev/shm is full or too small "
+            f"no room for {size} bytes of shared memory ({name!r}): /dev/shm is full or too small "
             "(a container's default is 64 MiB; docker run --shm-size raises it)",
         ) from None
 
 
 def _write_at(fd: int, array: np.ndarray, offset: int) -> None:
-    """Copies a C-contiguous array into the segment's file at ``offset``
-    with ``pwrite``: the kernel copies into the shared pages directly, with
-    no page fault per page of a mapping (measured on the 2-CPU EPYC VM: 1
-    GiB in 0.47-0.50 s, against 0.91 s through a mapping and 1.31 s for a
-    plain numpy copy into fresh memory)."""
-    # Bytes of any dtype (datetimes and records have no buffer format).
-    data = memoryview(array.reshape(-1).view(np.uint8))
-    step = 64 << 20
-    done = 0
-    while done < len(data):
-        done += os.pwrite(fd, data[done:done + step], offset + done)
+    """Copies ``array`` into the segment's file at ``offset``. A
+    C-contiguous array goes with ``pwrite``: the kernel copies into the
+    shared pages directly, with no page fault per page of a mapping
+    (measured on the 2-CPU EPYC VM: 1 GiB in 0.47-0.50 s, against 0.91 s
+    through a mapping). Others are copied through a writable mapping."""
+    if not array.nbytes:
+        return
+    if array.flags.c_contiguous:
+        # Bytes of any dtype (datetimes and records have no buffer format).
+        data = memoryview(array.reshape(-1).view(np.uint8))
+        step = 64 << 20
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:done + step], offset + done)
+        return
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(fd, offset - start + array.nbytes, offset=start) as mm:
+        dest = np.ndarray(array.shape, array.dtype, buffer=mm, offset=offset - start)
+        np.copyto(dest, array, casting="no")
+        del dest
 
 
-def _create(name: Optional[str], size: int, arrays: List[Tuple[_Slot, np.ndarray]],
-            nonce: bytes) -> _Segment:
-    """Creates the segment (``O_CREAT | O_EXCL``), copies the arrays in,
-    marks it ready and releases the writable mapping."""
-    shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+def _create(name: str, arrays: List[np.ndarray], secret: bytes, *, described: bool = False,
+            tracked: bool = True) -> Tuple[_Segment, int]:
+    """Creates segment ``name`` (``O_CREAT | O_EXCL``, mode 0600), registers
+    it for cleanup before any Python code can be interrupted (signals are
+    blocked from ``shm_open`` to the registration), copies the arrays in
+    and marks it ready last. Returns the :class:`_Segment` and its size.
+    ``FileExistsError`` if the name is taken."""
+    header_size, offsets = _layout(arrays)
+    size = offsets[-1] + arrays[-1].nbytes if arrays else header_size
+    tracker = _tracker() if tracked else None
+    if tracker is not None:
+        tracker.ensure_running()  # may start a process: before signals are blocked
+    mask = getattr(signal, "pthread_sigmask", None)
+    old = mask(signal.SIG_BLOCK, _DEFERRED_SIGNALS) if mask else None
     try:
-        _reserve(shm, size)
-        buf = shm.buf
-        fd = getattr(shm, "_fd", -1)
-        for slot, array in arrays:
-            if not array.nbytes:
-                continue
-            if fd >= 0 and array.flags.c_contiguous:
-                _write_at(fd, array, slot.offset)
-            else:
-                dest = np.ndarray(array.shape, array.dtype, buffer=buf, offset=slot.offset)
-                np.copyto(dest, array, casting="no")
-                del dest
-        buf[: len(_MAGIC)] = _MAGIC
-        buf[8:_READY] = nonce
-        buf[_READY] = 1  # written last: the segment is complete
-        del buf
-        segment = _Segment(shm)
-    except BaseException:
-        shm.close()
-        shm.unlink()
-        raise
-    shm.close()
-    return segment
-
-
-def _map_readonly(name: str, size: int, nonce: bytes, host: str,
-                  mapping: type = mmap.mmap) -> mmap.mmap:
-    """Maps segment ``name`` read-only, checking that it is the segment the
-    handle describes (never registered with the resource tracker)."""
-    def gone() -> SharedMemoryUnavailable:
-        # Made when raised: an exception kept in a local would hold this
-        # frame, and through its traceback the caller's arrays, in a cycle.
-        return SharedMemoryUnavailable(
-            f"shared memory segment {name!r} (created on host {host!r}) no longer exists: "
-            "its creator released it or exited; share() the state again",
-            name, host,
-        )
-
-    if _posixshmem is not None:
+        fd = _posixshmem.shm_open("/" + name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            fd = _posixshmem.shm_open("/" + name, os.O_RDONLY, 0o600)
-        except FileNotFoundError:
-            raise gone() from None
-        try:
-            if os.fstat(fd).st_size < size:
-                raise gone()
-            mm = mapping(fd, size, access=mmap.ACCESS_READ)
-        finally:
+            if tracker is not None:
+                tracker.register("/" + name, "shared_memory")
+            segment = _Segment(name, fd, tracker)
+        except BaseException:
             os.close(fd)
-    else:  # pragma: no cover - Windows: a named file mapping
-        mm = mapping(-1, size, tagname=name, access=mmap.ACCESS_READ)
-    if mm[: len(_MAGIC)] != _MAGIC or mm[8:_READY] != nonce or mm[_READY] != 1:
-        mm.close()
-        raise gone()
-    return mm
+            _posixshmem.shm_unlink("/" + name)
+            raise
+    finally:
+        if old is not None:
+            mask(signal.SIG_SETMASK, old)
+    try:
+        _check_owned(os.fstat(fd), f"shared memory segment {name!r}", name)
+        _reserve(fd, size, name)
+        os.pwrite(fd, _header_bytes(arrays, offsets, header_size, size, secret, described), 0)
+        for array, offset in zip(arrays, offsets):
+            _write_at(fd, array, offset)
+        os.pwrite(fd, struct.pack("<I", 1), _READY_AT)  # written last: the segment is complete
+    except BaseException:
+        segment.unlink()
+        raise
+    return segment, size
+
+
+# -- share(): the structure pickled, the arrays in the segment -----------------
+
+def _shareable_array(obj: Any) -> bool:
+    t = type(obj)
+    return (t is np.ndarray or t is np.memmap) and not obj.dtype.hasobject
+
+
+class _TemplatePickler(pickle.Pickler):
+    """Pickles ``obj`` with every shareable array replaced by a reference to
+    its place in the segment (pickle finds arrays wherever they are; its
+    memo keeps cycles and shared references)."""
+
+    def __init__(self, file: Any, arrays: List[np.ndarray]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.arrays = arrays
+        self.index: Dict[int, int] = {}
+
+    def persistent_id(self, obj: Any) -> Any:
+        if not _shareable_array(obj):
+            return None
+        i = self.index.get(id(obj))
+        if i is None:
+            i = self.index[id(obj)] = len(self.arrays)
+            self.arrays.append(obj)  # also keeps id(obj) unique while pickling
+        return ("initret.array", i, obj.dtype, tuple(obj.shape))
+
+
+class _TemplateUnpickler(pickle.Unpickler):
+    """Unpickles a template (from a handle, never from shared memory), each
+    array reference a read-only view of the mapped segment, checked against
+    its descriptor."""
+
+    def __init__(self, file: Any, mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> None:
+        super().__init__(file)
+        self.mm, self.descriptors, self.name, self.host = mm, descriptors, name, host
+        self.views: Dict[int, np.ndarray] = {}
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "initret.array"):
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        _kind, i, dtype, shape = pid
+        if not (isinstance(i, int) and 0 <= i < len(self.descriptors)):
+            raise SharedMemoryUnavailable(f"segment {self.name!r} has no array {i!r}", self.name, self.host)
+        view = self.views.get(i)
+        if view is None:
+            view = self.views[i] = _view(self.mm, self.descriptors[i], np.dtype(dtype), tuple(shape), self.name,
+                                         self.host)
+        return view
+
+
+def _load_template(template: bytes, mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> Any:
+    return _TemplateUnpickler(io.BytesIO(template), mm, descriptors, name, host).load()
 
 
 class Shared:
@@ -362,47 +768,88 @@ class Shared:
     def __exit__(self, *exc: Any) -> None:
         self.unlink()
 
+    def check_attachable(self) -> None:
+        """Raises :class:`SharedMemoryUnavailable` if another process could
+        not attach now: the segment was released, or removed or replaced by
+        someone else while this process held it."""
+        name = self.name
+        if name is None:
+            return
+        if self._segment is not None:
+            if not self._segment.alive:
+                raise SharedMemoryUnavailable(
+                    f"shared memory segment {name!r} was released; it cannot be sent", name, self.host)
+            if self._segment.removed():
+                raise SharedMemoryUnavailable(
+                    f"shared memory segment {name!r} was removed from /dev/shm by another process while "
+                    "this process still held it (systemd-logind's RemoveIPC=yes does so at logout; so may a "
+                    "cleanup script): no other process can attach to it; share() the state again",
+                    name, self.host)
+            return
+        _version, _name, _size, secret, host, _template = self._handle
+        mm, _ = _map_segment(name, secret, host[0])
+        mm.close()
+
+    def attachable(self) -> bool:
+        """Whether another process on this host could attach now."""
+        try:
+            self.check_attachable()
+        except SharedMemoryUnavailable:
+            return False
+        return True
+
     def __reduce__(self) -> Any:
-        if self._segment is not None and not self._segment.alive:
-            raise SharedMemoryUnavailable(
-                f"shared memory segment {self.name!r} was released; it cannot be sent", self.name, self.host
-            )
+        self.check_attachable()
         return (_attach, (self._handle,))
 
     def __repr__(self) -> str:
         return f"<initret.Shared {self.name!r}, {self.nbytes} bytes, on {self.host!r}>"
 
 
+_HANDLE_VERSION = 2
+
+
 def share(obj: Any) -> Shared:
-    """Copies every numpy array in ``obj`` (nested in dicts, lists and
-    tuples) once into shared memory; returns a :class:`Shared` whose
-    ``value`` is ``obj`` rebuilt around read-only views of it, and whose
-    pickle unpickles, in any process on this host, to the same."""
-    arrays: List[Tuple[_Slot, np.ndarray]] = []
-    template = _template(obj, arrays, {})
+    """Copies every numpy array in ``obj`` (wherever pickle finds one) once
+    into shared memory; returns a :class:`Shared` whose ``value`` is ``obj``
+    rebuilt around read-only views of it, and whose pickle unpickles, in
+    any process of this user on this host, to the same."""
+    arrays: List[np.ndarray] = []
+    buffer = io.BytesIO()
+    _TemplatePickler(buffer, arrays).dump(obj)
+    template = buffer.getvalue()
     host = host_identity()
-    size = _layout(arrays)  # the slots' offsets, before the template is pickled
-    template_bytes = pickle.dumps(template, protocol=pickle.HIGHEST_PROTOCOL)
     if not arrays:
-        return Shared(obj, (1, None, 0, b"", host, template_bytes), None)
-    nonce = secrets.token_bytes(16)
-    segment = _create(None, size, arrays, nonce)
+        return Shared(obj, (_HANDLE_VERSION, None, 0, b"", host, template), None)
+    if _posixshmem is None:  # pragma: no cover - Windows
+        raise SharedMemoryUnavailable("initret.share needs POSIX shared memory")
+    secret = secrets.token_bytes(16)
+    segment, size = _create("irt_" + secrets.token_hex(12), arrays, secret)
+    del arrays
     try:
-        mm = _map_readonly(segment.name, size, nonce, host[0], _Mapping)
+        mm, descriptors = _map_segment(segment.name, secret, host[0], fd=segment.fd, mapping=_Mapping)
     except BaseException:
         segment.unlink()
         raise
     mm._segment = segment
-    del arrays
-    value = _rebuild(template, mm, {})
-    return Shared(value, (1, segment.name, size, nonce, host, template_bytes), segment)
+    value = _load_template(template, mm, descriptors, segment.name, host[0])
+    return Shared(value, (_HANDLE_VERSION, segment.name, size, secret, host, template), segment)
+
+
+def _check_handle(handle: Any) -> tuple:
+    if not (isinstance(handle, tuple) and len(handle) == 6 and handle[0] == _HANDLE_VERSION):
+        raise SharedMemoryUnavailable(
+            "this shared state handle was made by another version of initret; share() the state again")
+    return handle
 
 
 def _attach(handle: tuple) -> Any:
     """Unpickles a :class:`Shared` handle: the rebuilt object, mapped read-only."""
-    _version, name, size, nonce, host, template_bytes = handle
+    _version, name, size, secret, host, template = _check_handle(handle)
+    if name is None:
+        return pickle.loads(template)
     here = host_identity()
-    if name is not None and tuple(host) != here:
+    if tuple(host) != here:
         raise SharedMemoryUnavailable(
             f"shared memory segment {name!r} was created on host {host[0]!r} "
             f"(boot {host[1] or '?'}, /dev/shm device {host[2]}) and cannot be mapped on "
@@ -410,144 +857,302 @@ def _attach(handle: tuple) -> Any:
             "share() the state on each host (or send the object itself)",
             name, host[0],
         )
-    template = pickle.loads(template_bytes)
-    if name is None:
-        return template
-    mm = _map_readonly(name, size, nonce, host[0])
-    return _rebuild(template, mm, {})
+    mm, descriptors = _map_segment(name, secret, host[0])
+    if mm.size() != size:
+        mm.close()
+        raise SharedMemoryUnavailable(f"shared memory segment {name!r} has {mm.size()} bytes, "
+                                      f"the handle says {size}", name, host[0])
+    return _load_template(template, mm, descriptors, name, host[0])
 
 
-# initret.Pool(shared=True)
+# -- initret.Pool(shared=True) -------------------------------------------------
 
-def _pool_initret(state: Any) -> Any:
-    """A ``Pool(shared=True)`` worker's initializer: the shared object (a
-    :class:`Shared` arrives as itself under ``fork``, already rebuilt
-    otherwise)."""
-    return state.value if isinstance(state, Shared) else state
+class SharedHandle:
+    """What a ``Pool(shared=True)`` worker receives: the handle of the
+    parent's :class:`Shared`, attached by the worker's initializer (not
+    while the worker unpickles its arguments, where a failure would kill
+    the worker and make the pool start another, forever). The same under
+    ``fork``, ``spawn`` and ``forkserver``."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: tuple) -> None:
+        self.handle = handle
+
+    def __reduce__(self) -> Any:
+        return (SharedHandle, (self.handle,))
+
+
+class Unavailable:
+    """A worker's ``initret`` when the shared state could not be attached:
+    every task raises ``error`` instead of running."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _pool_initret(state: SharedHandle) -> Any:
+    """A ``Pool(shared=True)`` worker's initializer: the shared object, or
+    :class:`Unavailable` when it cannot be attached."""
+    try:
+        return _attach(state.handle)
+    except SharedMemoryUnavailable as error:
+        return Unavailable(error)
 
 
 def pool_initializer(initializer: Optional[Callable[..., Any]],
-                     initargs: tuple) -> Tuple[Optional[Shared], Callable[..., Any], tuple]:
+                     initargs: tuple) -> Tuple[Shared, Callable[..., Any], tuple]:
     """Runs ``initializer(*initargs)`` here, once, and shares its return
     value: ``(shared, worker_initializer, worker_initargs)``."""
     value = initializer(*initargs) if initializer is not None else None
     shared = share(value)
     del value
-    return shared, _pool_initret, (shared,)
+    return shared, _pool_initret, (SharedHandle(shared._handle),)
 
 
-# initret.dask: one segment per host, created by the first worker there.
+# -- initret.dask: one segment per host and table ------------------------------
 
-def _lock_dir() -> str:
-    """Lock files live beside the segments (same visibility as /dev/shm)."""
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        return "/dev/shm"
-    import tempfile
+class HostSegment:
+    """This process's use of a per-host segment made by
+    :func:`attach_or_create`. While used, it holds a shared ``flock`` on the
+    segment's users file; :meth:`release` drops it, and the last user out
+    (under the table's lock) unlinks the segment. A user that dies releases
+    its lock with it, so a dead creator hands the segment to the others
+    instead of leaving it to nobody; :func:`sweep` unlinks segments no
+    living process uses."""
 
-    return tempfile.gettempdir()
+    def __init__(self, name: str, users_fd: int, created: bool, lock_timeout: float) -> None:
+        self.name = name
+        self.created = created
+        self._users_fd: Optional[int] = users_fd
+        self._lock_timeout = lock_timeout
+        self._pid = os.getpid()
+        # A normal exit releases it (and the last user out unlinks).
+        _live_host_segments.add(self)
+        if _private.get("exit_hook_pid") != self._pid:
+            _private["exit_hook_pid"] = self._pid
+            atexit.register(_release_at_exit)
+            _at_process_exit(_release_at_exit)
+
+    def release(self) -> bool:
+        """Stops using the segment; unlinks it if no other process uses it.
+        Returns whether it was unlinked. Idempotent."""
+        fd, self._users_fd = self._users_fd, None
+        if fd is None or os.getpid() != self._pid:
+            return False
+        os.close(fd)
+        return _unlink_if_unused(self.name, self._lock_timeout)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_users_fd", None)
+        if fd is not None and os.getpid() == self._pid:
+            os.close(fd)
 
 
-def attach_or_create(token: str, array: Any) -> Tuple[np.ndarray, Optional[_Segment], str]:
-    """``array`` in the segment named after ``token`` on this host, read-only:
-    the first caller on the host creates it (copying ``array`` in), the others
-    attach. ``array`` may be a callable that returns the array: it is then
-    called only by the creator (under the lock), so state derived from
-    something else is derived once per host. Race-free: create-or-attach runs
-    under an ``flock`` on a lock file beside the segments
-    (``initret-<uid>.lock``, one per user); a segment left half-written by a
-    creator that died is replaced. Returns ``(view, segment, name)``:
-    ``segment`` is the :class:`_Segment` to keep alive (and unlink when done)
-    if this call created it, else ``None``. Without POSIX shared memory and
-    ``flock``, ``(array, None, "")``."""
+_live_host_segments: "weakref.WeakSet[HostSegment]" = weakref.WeakSet()
+
+
+def _release_at_exit() -> None:
+    for host_segment in list(_live_host_segments):
+        try:
+            host_segment.release()
+        except Exception:  # at exit: nothing to report to
+            pass
+    _sweep_at_exit()
+
+
+def _unlink_if_unused(name: str, lock_timeout: float, wait: bool = True) -> bool:
+    """Under the table's lock: unlinks segment ``name`` if no process holds
+    its users lock. Returns whether it did."""
+    lock = _open_private(name + ".lock")
+    try:
+        try:
+            _flock(lock, fcntl.LOCK_EX, lock_timeout if wait else 0.0, name + ".lock")
+        except SharedStateLockTimeout:
+            if wait:
+                raise
+            return False
+        users = _open_private(name + ".users")
+        try:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            try:
+                fd = _posixshmem.shm_open("/" + name, os.O_RDONLY | os.O_NOFOLLOW, 0o600)
+            except FileNotFoundError:
+                return False
+            try:
+                if os.fstat(fd).st_uid != os.geteuid():
+                    return False  # not ours to remove
+            finally:
+                os.close(fd)
+            _posixshmem.shm_unlink("/" + name)
+            return True
+        finally:
+            os.close(users)  # also drops the exclusive lock
+    finally:
+        os.close(lock)
+
+
+def sweep() -> List[str]:
+    """Unlinks the per-host segments (:func:`attach_or_create`) of this user
+    that no living process uses: those whose every user died (for example
+    by ``SIGKILL``) without releasing them. Returns their names. Never
+    waits for a lock another process holds."""
     if _posixshmem is None or fcntl is None:
-        return (array() if callable(array) else array), None, ""
-    if callable(array):
-        return _attach_or_create(token, array)
-    if array.dtype.hasobject:
-        return array, None, ""
-    return _attach_or_create(token, lambda: array)
+        return []
+    try:
+        dirfd, _path = _private_dir()
+        entries = os.listdir(dirfd)
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        if entry.startswith("irt_") and entry.endswith(".users"):
+            name = entry[: -len(".users")]
+            try:
+                if _unlink_if_unused(name, 0.0, wait=False):
+                    removed.append(name)
+            except OSError:
+                pass
+    return removed
 
 
-# Pickled initret.Dispatcher
+def _host_names(digest: bytes) -> Tuple[str, bytes]:
+    """The segment name and secret for state whose content hashes to
+    ``digest``: keyed by this user's secret, so no one else can predict
+    either, and the same in every process of this user on this host."""
+    key = _user_secret()
+    name = "irt_" + hmac.new(key, b"initret segment name\0" + digest, hashlib.sha256).hexdigest()[:32]
+    secret = hmac.new(key, b"initret segment secret\0" + digest, hashlib.sha256).digest()[:16]
+    return name, secret
+
+
+def content_digest(array: np.ndarray, *context: Any) -> bytes:
+    """A digest of ``array``'s dtype, shape and bytes (and of ``context``):
+    what names per-host state, so that different content never shares a
+    segment."""
+    h = hashlib.blake2b(digest_size=32)
+    h.update(repr((array.dtype.str, tuple(array.shape), context)).encode())
+    data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    step = 64 << 20
+    for start in range(0, data.size, step):
+        h.update(memoryview(data[start:start + step]))
+    return h.digest()
+
+
+def attach_or_create(digest: bytes, make: Callable[[], np.ndarray], *,
+                     lock_timeout: float = 120.0) -> Tuple[np.ndarray, HostSegment]:
+    """The array ``make()`` returns, placed once per host for state whose
+    content hashes to ``digest`` (:func:`content_digest`): the first caller
+    on the host calls ``make()`` and creates the segment, the others attach
+    to it, read-only. Create-or-attach runs under a per-table ``flock`` in
+    the private directory (:class:`SharedStateLockTimeout` after
+    ``lock_timeout`` seconds); a segment left incomplete by a creator that
+    died is replaced; one whose creator died after completing it is
+    adopted. Returns ``(view, host_segment)``; call
+    ``host_segment.release()`` when done."""
+    if _posixshmem is None or fcntl is None:  # pragma: no cover - Windows
+        raise SharedMemoryUnavailable("per-host shared state needs POSIX shared memory and flock")
+    name, secret = _host_names(digest)
+    host = socket.gethostname()
+    lock = _open_private(name + ".lock")
+    try:
+        _flock(lock, fcntl.LOCK_EX, lock_timeout, name + ".lock")
+        users = _open_private(name + ".users")
+        try:
+            created = False
+            try:
+                mm, descriptors = _map_segment(name, secret, host, mapping=_Mapping)
+                view = _described_view(mm, descriptors, name, host)
+            except SharedMemoryUntrusted:
+                raise
+            except SharedMemoryUnavailable:
+                # Missing, or left incomplete by a creator that died under
+                # this lock: (re)created. Ours (the owner check passed or it
+                # does not exist), so ours to replace.
+                try:
+                    _posixshmem.shm_unlink("/" + name)
+                except FileNotFoundError:
+                    pass
+                array = np.ascontiguousarray(make())
+                if array.dtype.str not in _DESCRIBED_DTYPES or array.ndim > _MAX_NDIM:
+                    raise TypeError(f"per-host state must be a numeric array, not {array.dtype} "
+                                    f"with {array.ndim} dimensions")
+                segment, _size = _create(name, [array], secret, described=True, tracked=False)
+                try:
+                    mm, descriptors = _map_segment(name, secret, host, fd=segment.fd, mapping=_Mapping)
+                finally:
+                    segment._finalizer.detach()  # the users lock, not this object, decides its life
+                    os.close(segment.fd)
+                del array
+                view = _described_view(mm, descriptors, name, host)
+                created = True
+            fcntl.flock(users, fcntl.LOCK_SH | fcntl.LOCK_NB)  # never blocks: we hold the table lock
+        except BaseException:
+            os.close(users)
+            raise
+    finally:
+        os.close(lock)
+    return view, HostSegment(name, users, created, lock_timeout)
+
+
+def _described_view(mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> np.ndarray:
+    if len(descriptors) != 1 or descriptors[0].dtype not in _DESCRIBED_DTYPES:
+        mm.close()
+        raise SharedMemoryUnavailable(f"shared memory segment {name!r} is not a valid per-host segment", name,
+                                      host)
+    d = descriptors[0]
+    return _view(mm, d, np.dtype(d.dtype), d.shape, name, host)
+
+
+# -- a pickled initret.Dispatcher ----------------------------------------------
+
+def _dispatcher_shared(counts_view: Any, own: Optional[Shared], inherited: Optional[Shared]) -> Shared:
+    """The :class:`Shared` a pickled Dispatcher sends: the segment it was
+    unpickled from while that can still be attached, else its own (placed
+    now if it has none, or if its own was released or removed)."""
+    if inherited is not None and inherited.attachable():
+        return inherited
+    if own is not None and own.attachable():
+        return own
+    return share(counts_view)
+
 
 def _dispatcher_handle(shared: Shared) -> tuple:
-    """What a pickled Dispatcher carries: the handle of the segment holding
-    its counts (``shared``, made by :func:`share` or inherited)."""
-    if shared._segment is not None and not shared._segment.alive:
-        raise SharedMemoryUnavailable(
-            f"shared memory segment {shared.name!r} was released; it cannot be sent", shared.name, shared.host
-        )
+    """What a pickled Dispatcher carries: the handle of ``shared``."""
+    shared.check_attachable()
     return shared._handle
 
 
-def _still_attachable(shared: Shared) -> bool:
-    """Whether another process on this host can still map the segment of
-    ``shared``, a handle this process inherited (its creator may have
-    released it since)."""
-    # The host matched when the handle was unpickled here (`_attach`).
-    _version, name, size, nonce, host, _template_bytes = shared._handle
-    if name is None:
-        return False
-    try:
-        _map_readonly(name, size, nonce, host[0]).close()
-    except SharedMemoryUnavailable:
-        return False
-    return True
-
-
 def _dispatcher_from_counts(handle: tuple, rows: int, bytes_per_count: int, words_per_row: int,
-                            backend: str, threads: int, placement: str) -> Any:
+                            backend: str, threads: int, placement: str, kernel: Optional[str] = None,
+                            isa: Optional[str] = None) -> Any:
     """Unpickles a Dispatcher: maps the segment ``handle`` names read-only
-    and builds a Dispatcher over the counts in it. The handle is kept, so
-    that pickling this Dispatcher again sends the same segment (while its
-    creator still holds it) instead of placing a second copy."""
+    and builds a Dispatcher over the counts in it, with the kernel or ISA
+    the original fixed. The handle is kept, so that pickling this
+    Dispatcher again sends the same segment (while its creator still holds
+    it) instead of placing a second copy."""
     from ._initret import Dispatcher
 
     counts = _attach(handle)
     inherited = Shared(counts, handle, None)
     return Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, backend, threads, placement,
-                                   inherited=inherited)
+                                   inherited=inherited, kernel=kernel, isa=isa)
 
 
-def _attach_or_create(token: str, make: Callable[[], np.ndarray]) -> Tuple[np.ndarray, Optional[_Segment], str]:
-    """:func:`attach_or_create`, the array made by ``make()`` on the host's
-    first caller only: attaching callers do not know its dtype and shape,
-    so the segment holds them (pickled, in a small header) before the
-    array."""
-    name = "irt_" + token[:24]
-    nonce = (token.encode("ascii") + b"\0" * 16)[:16]
-    host = socket.gethostname()
-    # One lock file per user and host (not per table: nothing to clean up).
-    lock_path = os.path.join(_lock_dir(), f"initret-{os.getuid()}.lock")
-    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        segment: Optional[_Segment] = None
-        try:
-            # The header says how big the segment is and where the array is.
-            header = _map_readonly(name, _HEADER + _DERIVED_META, nonce, host)
-            size, dtype, shape, offset = pickle.loads(bytes(header[_HEADER:_HEADER + _DERIVED_META]).rstrip(b"\0"))
-            header.close()
-            slot = _Slot(np.dtype(dtype), tuple(shape), offset)
-            mm: mmap.mmap = _map_readonly(name, size, nonce, host)
-        except SharedMemoryUnavailable:
-            try:  # a half-written segment from a creator that died
-                _posixshmem.shm_unlink("/" + name)
-            except FileNotFoundError:
-                pass
-            array = np.ascontiguousarray(make())
-            slot = _Slot(array.dtype, array.shape)
-            meta_slot = _Slot(np.dtype(np.uint8), (_DERIVED_META,))
-            size = _layout([(meta_slot, np.zeros(_DERIVED_META, np.uint8)), (slot, array)])
-            meta = pickle.dumps((size, array.dtype.str, array.shape, slot.offset))
-            if len(meta) > _DERIVED_META:
-                raise ValueError(f"derived state of shape {array.shape} needs a larger header")
-            meta_array = np.frombuffer(meta.ljust(_DERIVED_META, b"\0"), np.uint8)
-            segment = _create(name, size, [(meta_slot, meta_array), (slot, array)], nonce)
-            del array
-            mm = _map_readonly(name, size, nonce, host, _Mapping)
-            mm._segment = segment  # type: ignore[attr-defined]
-    finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        os.close(lock)
-    return _rebuild(slot, mm, {}), segment, name
+def _still_attachable(shared: Shared) -> bool:
+    return shared.attachable()
+
+
+def _sweep_at_exit() -> None:
+    # Only in a process that used the private directory: a process that
+    # merely imported initret creates nothing at exit.
+    if _private.get("pid") == os.getpid():
+        sweep()
+
+
+atexit.register(_sweep_at_exit)

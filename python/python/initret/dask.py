@@ -11,9 +11,10 @@ then uses it. The three lines::
 
 ``DispatcherPlugin(table)`` places the *counts* once per host (``shared=True``,
 the default): the first worker on a host derives them and copies them into a
-shared memory segment named after the plugin; the other workers on that
+shared memory segment named after the table's content; the other workers on that
 host map the same segment read-only (create-or-attach under a file lock,
-so workers that start together race safely). Every worker's dispatcher
+so workers that start together race safely), only ever trusting a
+segment this user made for this table. Every worker's dispatcher
 then reads the counts in place: a host holds one count table, whatever its
 number of workers (python/BENCHMARKS-python.md has the measured memory).
 Each worker still receives the table inside the plugin and drops it after
@@ -29,7 +30,6 @@ distributed).
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 from typing import Any, Optional
 
@@ -45,7 +45,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
     ) from error
 
 from . import Dispatcher, IndexOutOfRange
-from ._share import attach_or_create
+from ._share import SharedMemoryUntrusted, SharedStateLockTimeout, attach_or_create, content_digest, sweep
 
 __all__ = ["DispatcherPlugin", "get_dispatcher", "popcount", "register", "DEFAULT_NAME"]
 
@@ -56,17 +56,32 @@ DEFAULT_NAME = "initret"
 class DispatcherPlugin(WorkerPlugin):
     """Builds one :class:`~initret.Dispatcher` on each Dask worker.
 
-    ``DispatcherPlugin(table, backend="cpu", threads=0, name="initret", shared=True)``
+    ``DispatcherPlugin(table, backend="cpu", threads=0, name="initret",
+    shared=True, lock_timeout=120.0)``
 
     The plugin (with the table) is sent to every worker, including workers
     that join later; its :meth:`setup` runs once per worker and builds the
     dispatcher there, after which the plugin drops its copy of the table.
-    With ``shared=True`` (the default) the counts are placed once per host in shared
-    memory (the first worker there derives them and creates the segment,
-    the others map it read-only), and every worker's dispatcher reads them
-    in place; the creating worker keeps the segment until its plugin is
-    torn down (workers that join later attach to it, or create it again
-    once it is gone).
+
+    ``shared=True`` (the default): the counts are placed once per host in
+    shared memory, and every worker's dispatcher reads them in place. The
+    segment is named after the table's *content* (a digest of the table the
+    worker received, keyed by a per-user secret kept in a private
+    directory): registering again after the table changed places the new
+    counts, and two registrations of one table share one segment. Only a
+    segment this user made, mode 0600, with the expected secret in its
+    header, is ever used (see :func:`initret.share`'s rules); anything else
+    in its place raises :class:`~initret.SharedMemoryUntrusted`. The first
+    worker on a host derives the counts under a per-table lock (others wait
+    at most ``lock_timeout`` seconds, then raise
+    :class:`~initret.SharedStateLockTimeout`) and the others map them.
+    Every worker using the segment holds a shared lock on it; the last one
+    to tear down (``unregister_worker_plugin``, ``cluster.close()``)
+    unlinks it. A worker that dies, even by ``SIGKILL``, simply stops
+    counting, so a restarted worker attaches to the same segment rather
+    than placing a second, and a dead creator's segment goes with the last
+    worker using it.
+
     ``shared=False``: each worker builds from its own copy. Register it with
     ``client.register_plugin(plugin)`` or :func:`register`.
 
@@ -77,27 +92,25 @@ class DispatcherPlugin(WorkerPlugin):
     """
 
     def __init__(self, table: Any, backend: str = "cpu", threads: int = 0, name: str = DEFAULT_NAME,
-                 shared: bool = True) -> None:
+                 shared: bool = True, lock_timeout: float = 120.0) -> None:
         self.table: Optional[np.ndarray] = np.ascontiguousarray(table)
         self.backend = backend
         self.threads = threads
         self.name = name
         self.shared = shared
-        # Names this registration's segment on every host (random: two
-        # registrations of one table are two segments).
-        self.token = secrets.token_hex(12)
+        self.lock_timeout = float(lock_timeout)
         self.dispatcher: Optional[Dispatcher] = None
         self.builds = 0
         self.pid: Optional[int] = None
         self.segment = ""
         self.created_segment = False
-        self._segment: Any = None
+        self._host_segment: Any = None
 
     def __getstate__(self) -> dict:
         # The dispatcher (threads, GPU device) never travels; the table does.
         state = self.__dict__.copy()
         state["dispatcher"] = None
-        state["_segment"] = None
+        state["_host_segment"] = None
         return state
 
     def setup(self, worker: Any) -> None:
@@ -116,38 +129,50 @@ class DispatcherPlugin(WorkerPlugin):
     def _attach_shared_counts(self, table: np.ndarray) -> Optional[Dispatcher]:
         """The dispatcher over this host's shared counts (derived here if
         this worker is the host's first), or ``None`` where memory cannot
-        be shared (each worker then builds its own)."""
+        be shared (each worker then builds its own, with a warning)."""
         def derive() -> np.ndarray:
             counts, width = Dispatcher(table, backend="cpu", threads=1)._counts()
             # Typed by width, so that attaching workers learn it too.
             return counts.view(np.dtype(f"<u{width}"))
 
+        digest = content_digest(table, "initret.dask counts")
         try:
-            counts, self._segment, self.segment = attach_or_create(self.token, derive)
+            counts, self._host_segment = attach_or_create(digest, derive, lock_timeout=self.lock_timeout)
+        except (SharedMemoryUntrusted, SharedStateLockTimeout):
+            raise  # never a silent fallback past another user's file or a stuck lock
         except OSError as error:  # e.g. /dev/shm too small: this worker's own counts
             warnings.warn(f"initret: counts not shared on this host, each worker derives its own: {error}",
                           RuntimeWarning, stacklevel=1)
             return None
-        self.created_segment = self._segment is not None
-        if not self.segment:
-            return None
+        self.segment = self._host_segment.name
+        self.created_segment = self._host_segment.created
         words = 1 if table.ndim == 1 else int(table.shape[1])
-        return Dispatcher._from_counts(counts.view(np.uint8), int(table.shape[0]), counts.itemsize, words,
-                                       self.backend, self.threads, "per-domain")
+        try:
+            return Dispatcher._from_counts(counts.view(np.uint8), int(table.shape[0]), counts.itemsize, words,
+                                           self.backend, self.threads, "per-domain")
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        host_segment, self._host_segment = self._host_segment, None
+        if host_segment is not None:
+            host_segment.release()
 
     def teardown(self, worker: Any) -> None:
-        """Runs when the worker closes or the plugin is removed."""
+        """Runs when the worker closes or the plugin is removed: stops using
+        the segment (the last user unlinks it) and unlinks any segment of
+        this user that no living process uses."""
         self.dispatcher = None
-        if self._segment is not None:
-            self._segment.unlink()
-            self._segment = None
-
+        self._release()
+        sweep()
 
 def register(client: Any, table: Any, backend: str = "cpu", threads: int = 0,
-             name: str = DEFAULT_NAME, shared: bool = True) -> DispatcherPlugin:
+             name: str = DEFAULT_NAME, shared: bool = True, lock_timeout: float = 120.0) -> DispatcherPlugin:
     """Registers a :class:`DispatcherPlugin` for ``table`` on every worker of
     ``client`` (and on workers that join later); returns the plugin."""
-    plugin = DispatcherPlugin(table, backend=backend, threads=threads, name=name, shared=shared)
+    plugin = DispatcherPlugin(table, backend=backend, threads=threads, name=name, shared=shared,
+                              lock_timeout=lock_timeout)
     if hasattr(client, "register_plugin"):
         client.register_plugin(plugin, name=name)
     else:  # distributed < 2023.9.2

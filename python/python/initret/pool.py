@@ -83,32 +83,54 @@ def _worker_init_calls() -> int:
     return _init_calls
 
 
-def _bind_initret(func: Callable[..., Any]) -> Callable[..., Any]:
+def _raise_unavailable(*_args: Any, **_kwds: Any) -> Any:
+    """A task in a ``Pool(shared=True)`` worker that could not attach the
+    shared state: raises why, so the caller's ``map`` ends with that error
+    (raising in the initializer instead would kill the worker, and the pool
+    would start another, forever)."""
+    raise _initret.error.with_traceback(None)
+
+
+def _unavailable() -> bool:
+    from ._share import Unavailable
+
+    return type(_initret) is Unavailable
+
+
+def _bind_initret(func: Callable[..., Any], pass_initret: bool = True) -> Callable[..., Any]:
     """Runs in the worker when a task arrives (its initializer has run by
     then): ``func`` with this worker's ``initret`` bound as a keyword, as a
-    C-level :func:`functools.partial`, so each call costs next to nothing."""
-    return functools.partial(func, initret=_initret)
+    C-level :func:`functools.partial`, so each call costs next to nothing.
+    (Never raises here: an error while a worker unpickles a task ends the
+    worker and loses the task.)"""
+    if _unavailable():
+        return _raise_unavailable
+    return functools.partial(func, initret=_initret) if pass_initret else func
 
 
 class _WithInitret:
     """``func`` with ``initret=<this worker's initializer return value>``
-    added to every call.
+    added to every call (``pass_initret=False``: called as it is, only
+    checked, for ``Pool(shared=True)``).
 
     It travels to the workers as a reference to ``func`` and is rebuilt
     there, on arrival, by :func:`_bind_initret`.
     """
 
-    def __init__(self, func: Callable[..., Any]) -> None:
+    def __init__(self, func: Callable[..., Any], pass_initret: bool = True) -> None:
         self.func = func
+        self.pass_initret = pass_initret
 
     def __call__(self, *args: Any, **kwds: Any) -> Any:
-        return self.func(*args, initret=_initret, **kwds)
+        if self.pass_initret:
+            return self.func(*args, initret=_initret, **kwds)
+        return self.func(*args, **kwds)
 
     def __reduce__(self) -> Any:
-        return (_bind_initret, (self.func,))
+        return (_bind_initret, (self.func, self.pass_initret))
 
     def __repr__(self) -> str:
-        return f"<{self.func!r} with initret>"
+        return f"<{self.func!r} with initret>" if self.pass_initret else repr(self.func)
 
 
 def _binds_initret(func: Callable[..., Any]) -> bool:
@@ -172,8 +194,12 @@ class Pool(multiprocessing.pool.Pool):
     in the parent; its return value goes through :func:`initret.share`,
     and every worker receives it as ``initret`` with each numpy array a
     read-only view of one shared memory segment, mapped, not copied
-    (choose it when the state is big and read-only). The segment is
-    released by ``terminate()`` (the end of a ``with`` block) or ``join()``.
+    (choose it when the state is big and read-only). Every worker maps
+    the same snapshot, under ``fork``, ``spawn`` and ``forkserver`` alike.
+    The segment is released by ``terminate()`` (the end of a ``with``
+    block) or ``join()``. If it cannot be attached (someone removed it from
+    ``/dev/shm``), calls raise :class:`initret.SharedMemoryUnavailable`
+    instead of running; the pool never restarts failing workers forever.
     """
 
     def __init__(
@@ -231,27 +257,44 @@ class Pool(multiprocessing.pool.Pool):
         # A partial that binds initret= keeps its value, whatever expect says.
         return expect and not _binds_initret(func)
 
+    def _check_shared(self) -> None:
+        """``shared=True``: a clear error here, at once, when the segment can
+        no longer be attached (released, or removed from outside)."""
+        shared = getattr(self, "_shared", None)
+        if shared is not None:
+            shared.check_attachable()
+
     def _wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        if isinstance(func, _WithInitret) or not self._wants_initret(func):
+        if isinstance(func, _WithInitret):
             return func
-        return _WithInitret(func)
+        if self._wants_initret(func):
+            return _WithInitret(func)
+        # shared=True: every task checks that its worker attached the state.
+        return _WithInitret(func, pass_initret=False) if self._shared is not None else func
 
     def _map_with(self, func, iterable, star, chunksize, callback=None, error_callback=None):
         """``map_async``/``starmap_async``: chunks run by a mapper that passes
         ``initret=`` itself (a plain keyword call per item, no wrapper), or
         the standard library's mapper when ``func`` does not want it."""
+        self._check_shared()
         if isinstance(func, _WithInitret):
             func = func.func
-        if self._wants_initret(func) and _HAS_MAP_ASYNC:
-            mapper = _starmapstar_initret if star else _mapstar_initret
+        wants = self._wants_initret(func)
+        if (wants or self._shared is not None) and _HAS_MAP_ASYNC:
+            if wants:
+                mapper = _starmapstar_initret if star else _mapstar_initret
+            else:
+                mapper = _starmapstar_checked if star else _mapstar_checked
             return self._map_async(func, iterable, mapper, chunksize, callback, error_callback)
         parent = super().starmap_async if star else super().map_async
         return parent(self._wrap(func), iterable, chunksize, callback, error_callback)
 
     def apply(self, func, args=(), kwds={}):  # noqa: B006 - the stdlib's signature
+        self._check_shared()
         return super().apply(self._wrap(func), args, kwds)
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):  # noqa: B006
+        self._check_shared()
         return super().apply_async(self._wrap(func), args, kwds, callback, error_callback)
 
     def map(self, func, iterable, chunksize=None):
@@ -273,15 +316,18 @@ class Pool(multiprocessing.pool.Pool):
         return self._imap_with(super().imap_unordered, func, iterable, chunksize)
 
     def _imap_with(self, parent, func, iterable, chunksize):
+        self._check_shared()
         if isinstance(func, _WithInitret):
             func = func.func
-        if not self._wants_initret(func):
+        wants = self._wants_initret(func)
+        if not wants and self._shared is None:
             return parent(func, iterable, chunksize)
         if chunksize == 1:
-            return parent(_WithInitret(func), iterable, 1)
+            return parent(self._wrap(func), iterable, 1)
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize!r}")
-        chunks = parent(_mapstar_initret, _chunked(func, iterable, chunksize), 1)
+        mapper = _mapstar_initret if wants else _mapstar_checked
+        chunks = parent(mapper, _chunked(func, iterable, chunksize), 1)
         return _FlatIMapIterator(chunks)
 
 
@@ -318,6 +364,8 @@ _HAS_MAP_ASYNC = list(
 def _mapstar_initret(args: "tuple[Callable[..., Any], tuple]") -> list:
     """Runs one chunk of ``map`` in a worker: ``func(x, initret=...)`` per item."""
     func, chunk = args
+    if _unavailable():
+        _raise_unavailable()
     initret = _initret
     return [func(x, initret=initret) for x in chunk]
 
@@ -325,8 +373,28 @@ def _mapstar_initret(args: "tuple[Callable[..., Any], tuple]") -> list:
 def _starmapstar_initret(args: "tuple[Callable[..., Any], tuple]") -> list:
     """Runs one chunk of ``starmap`` in a worker: ``func(*x, initret=...)``."""
     func, chunk = args
+    if _unavailable():
+        _raise_unavailable()
     initret = _initret
     return [func(*x, initret=initret) for x in chunk]
+
+
+def _mapstar_checked(args: "tuple[Callable[..., Any], tuple]") -> list:
+    """One chunk of ``map`` in a ``shared=True`` worker, for a function
+    without ``initret``: ``func(x)`` per item, once the state is known to
+    be attached."""
+    func, chunk = args
+    if _unavailable():
+        _raise_unavailable()
+    return list(map(func, chunk))
+
+
+def _starmapstar_checked(args: "tuple[Callable[..., Any], tuple]") -> list:
+    """As :func:`_mapstar_checked`, for ``starmap``: ``func(*x)``."""
+    func, chunk = args
+    if _unavailable():
+        _raise_unavailable()
+    return list(itertools.starmap(func, chunk))
 
 
 def _chunked(func: Callable[..., Any], iterable: Iterable[Any], size: int):
