@@ -43,9 +43,73 @@ pub(super) fn new_instance() -> Result<wgpu::Instance, Error> {
             "this build of wgpu has no graphics backend for this platform".into(),
         ));
     }
+    #[cfg(target_os = "linux")]
+    if let Some(instance) = vulkan_without_window_system() {
+        return Ok(instance);
+    }
     Ok(wgpu::Instance::new(
         wgpu::InstanceDescriptor::new_without_display_handle(),
     ))
+}
+
+/// The instance extensions through which Vulkan presents to a window system.
+/// initret never presents, so it does not enable them.
+#[cfg(target_os = "linux")]
+const WINDOW_SYSTEM_EXTENSIONS: [&std::ffi::CStr; 3] = [
+    c"VK_KHR_wayland_surface",
+    c"VK_KHR_xcb_surface",
+    c"VK_KHR_xlib_surface",
+];
+
+/// A Vulkan-only instance that does not enable the window-system extensions,
+/// or `None` where Vulkan cannot start (the caller then takes wgpu's own
+/// path, which reports the same failure as before).
+///
+/// Why: Mesa's device-select layer (installed with every Mesa Vulkan driver,
+/// lavapipe included) connects to the Wayland compositor when an instance
+/// enables `VK_KHR_wayland_surface`, and libwayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` on a
+/// headless machine, once per adapter enumeration, although nothing failed.
+/// Without the extension the layer does not look for a display, so
+/// successful runs stay quiet, and real errors still surface as [`Error`]s.
+///
+/// On Linux, wgpu's own instance has only the Vulkan backend (the crate
+/// enables no GL backend), so the instance built here enumerates the same
+/// adapters.
+#[cfg(target_os = "linux")]
+fn vulkan_without_window_system() -> Option<wgpu::Instance> {
+    use wgpu::hal;
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    let hal_desc = hal::InstanceDescriptor {
+        name: "initret",
+        flags: desc.flags,
+        memory_budget_thresholds: desc.memory_budget_thresholds,
+        backend_options: desc.backend_options.clone(),
+        telemetry: None,
+        display: None,
+    };
+    let drop_window_system: Box<hal::vulkan::CreateInstanceCallback<'_>> = Box::new(|args| {
+        args.extensions
+            .retain(|ext| !WINDOW_SYSTEM_EXTENSIONS.contains(ext));
+    });
+    // SAFETY: `hal_desc` is the descriptor wgpu-core itself passes for a
+    // default instance (without display handle or telemetry). The callback
+    // only removes extensions, which `init_with_callback` documents as not
+    // allowed, because wgpu may assume every *available* extension it asked
+    // for is enabled. For these three that assumption is not made: wgpu-hal
+    // 30 drops any desired extension the driver lacks before this callback
+    // runs, so running without them is the path of every driver without a
+    // window system, and it consults them only in
+    // `Instance::create_surface_from_{wayland,xcb,xlib}`, which check the
+    // enabled list and return an error. initret creates no surface. The
+    // GPU tests (CI runs them on lavapipe with `INITRET_REQUIRE_GPU=1`)
+    // exercise this instance.
+    let hal_instance =
+        unsafe { hal::vulkan::Instance::init_with_callback(&hal_desc, Some(drop_window_system)) }
+            .ok()?;
+    // SAFETY: `hal_instance` was just created by wgpu-hal's own Vulkan
+    // backend and is handed over whole; wgpu owns and destroys it.
+    Some(unsafe { wgpu::Instance::from_hal::<hal::api::Vulkan>(hal_instance) })
 }
 
 fn enumerate(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
