@@ -26,8 +26,7 @@ Trust. A segment is used only if this user made it, for this state:
 
 * it is created with ``O_CREAT | O_EXCL`` and mode ``0600`` under a random
   name (or, for ``initret.dask``, a name derived from the table's content
-  and a per-user secret), with signals blocked until it is registered for
-  cleanup;
+  and a per-user secret), registered for cleanup before it exists;
 * before anything is mapped, ``fstat`` must show a regular file owned by
   this effective uid with no group or other permission bit; otherwise
   :class:`SharedMemoryUntrusted` names the segment and its owner;
@@ -73,7 +72,6 @@ import multiprocessing.util
 import os
 import pickle
 import secrets
-import signal
 import socket
 import stat
 import struct
@@ -447,6 +445,7 @@ class _Mapping(mmap.mmap):
     it lives."""
 
     _segment: Optional["_Segment"] = None
+    _keep: tuple = ()
 
 
 def _gone(name: str, host: str) -> SharedMemoryUnavailable:
@@ -503,12 +502,6 @@ def _map_segment(name: str, secret: bytes, host: str, fd: Optional[int] = None,
 
 # -- creating a segment -------------------------------------------------------
 
-#: Signals whose handlers could interrupt creation before the segment is
-#: registered for cleanup; blocked for those few lines.
-_DEFERRED_SIGNALS = {s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT",
-                                                                       "SIGUSR1", "SIGUSR2", "SIGALRM"))
-                     if s is not None}
-
 _trackers: Dict[str, Any] = {}
 
 
@@ -525,16 +518,33 @@ def _tracker() -> Any:
 
 
 class _Segment:
-    """A segment this process created: keeps a descriptor of it (to tell
-    whether its name still names it) and unlinks it once, in the creating
-    process only (never in a ``fork`` child), when released, collected or
-    at exit."""
+    """A segment this process creates: registered for cleanup (with the
+    resource tracker and a finalizer) *before* it is created, so that an
+    interrupt at any moment leaves nothing behind. Keeps a descriptor of
+    it (to tell whether its name still names it) and unlinks it once, in
+    the creating process only (never in a ``fork`` child), when released,
+    collected or at exit."""
 
-    def __init__(self, name: str, fd: int, tracker: Any) -> None:
+    def __init__(self, name: str, tracker: Any) -> None:
         self.name = name
-        self.fd = fd
-        self._finalizer = weakref.finalize(self, _release, name, fd, os.getpid(), tracker)
+        self._fd: List[Optional[int]] = [None]
+        if tracker is not None:
+            tracker.register("/" + name, "shared_memory")
+        self._finalizer = weakref.finalize(self, _release, name, self._fd, os.getpid(), tracker)
         _at_process_exit(self._finalizer)
+
+    @property
+    def fd(self) -> int:
+        fd = self._fd[0]
+        if fd is None:
+            raise SharedMemoryUnavailable(f"shared memory segment {self.name!r} was released", self.name)
+        return fd
+
+    def open(self) -> int:
+        """Creates it: ``O_CREAT | O_EXCL``, mode 0600, never through a link."""
+        self._fd[0] = _posixshmem.shm_open("/" + self.name,
+                                           os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        return self._fd[0]
 
     def unlink(self) -> None:
         self._finalizer()
@@ -557,7 +567,9 @@ def _at_process_exit(callback: Callable[[], Any]) -> None:
         multiprocessing.util.Finalize(None, callback, exitpriority=5)
 
 
-def _names_inode(name: str, st: os.stat_result) -> bool:
+def _names_inode(name: str, st: Optional[os.stat_result]) -> bool:
+    """Whether segment ``name`` exists and is the file ``st`` describes (or,
+    with no ``st``, is this user's)."""
     try:
         fd = _posixshmem.shm_open("/" + name, os.O_RDONLY | os.O_NOFOLLOW, 0o600)
     except OSError:
@@ -566,19 +578,25 @@ def _names_inode(name: str, st: os.stat_result) -> bool:
         now = os.fstat(fd)
     finally:
         os.close(fd)
+    if st is None:
+        return now.st_uid == os.geteuid()
     return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
-def _release(name: str, fd: int, pid: int, tracker: Any) -> None:
+def _release(name: str, fd_box: List[Optional[int]], pid: int, tracker: Any) -> None:
     if os.getpid() != pid:
         return
+    fd, fd_box[0] = fd_box[0], None
     try:
-        if _names_inode(name, os.fstat(fd)):
+        # Interrupted before shm_open returned: the name, created O_EXCL by
+        # this process if it exists and is this user's, is removed by name.
+        if _names_inode(name, None if fd is None else os.fstat(fd)):
             _posixshmem.shm_unlink("/" + name)
     except OSError:
         pass
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         if tracker is not None:
             try:
                 tracker.unregister("/" + name, "shared_memory")
@@ -630,32 +648,20 @@ def _write_at(fd: int, array: np.ndarray, offset: int) -> None:
 
 def _create(name: str, arrays: List[np.ndarray], secret: bytes, *, described: bool = False,
             tracked: bool = True) -> Tuple[_Segment, int]:
-    """Creates segment ``name`` (``O_CREAT | O_EXCL``, mode 0600), registers
-    it for cleanup before any Python code can be interrupted (signals are
-    blocked from ``shm_open`` to the registration), copies the arrays in
-    and marks it ready last. Returns the :class:`_Segment` and its size.
+    """Creates segment ``name`` (``O_CREAT | O_EXCL``, mode 0600), registered
+    for cleanup before it exists, copies the arrays in and marks it ready
+    last. Returns the :class:`_Segment` and its size.
     ``FileExistsError`` if the name is taken."""
     header_size, offsets = _layout(arrays)
     size = offsets[-1] + arrays[-1].nbytes if arrays else header_size
     tracker = _tracker() if tracked else None
-    if tracker is not None:
-        tracker.ensure_running()  # may start a process: before signals are blocked
-    mask = getattr(signal, "pthread_sigmask", None)
-    old = mask(signal.SIG_BLOCK, _DEFERRED_SIGNALS) if mask else None
+    # Registered for cleanup first, then created: an interrupt (which
+    # Python raises between almost any two operations, whichever thread the
+    # signal reached) can no longer land between the two.
+    segment: Optional[_Segment] = None
     try:
-        fd = _posixshmem.shm_open("/" + name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            if tracker is not None:
-                tracker.register("/" + name, "shared_memory")
-            segment = _Segment(name, fd, tracker)
-        except BaseException:
-            os.close(fd)
-            _posixshmem.shm_unlink("/" + name)
-            raise
-    finally:
-        if old is not None:
-            mask(signal.SIG_SETMASK, old)
-    try:
+        segment = _Segment(name, tracker)
+        fd = segment.open()
         _check_owned(os.fstat(fd), f"shared memory segment {name!r}", name)
         _reserve(fd, size, name)
         os.pwrite(fd, _header_bytes(arrays, offsets, header_size, size, secret, described), 0)
@@ -663,7 +669,8 @@ def _create(name: str, arrays: List[np.ndarray], secret: bytes, *, described: bo
             _write_at(fd, array, offset)
         os.pwrite(fd, struct.pack("<I", 1), _READY_AT)  # written last: the segment is complete
     except BaseException:
-        segment.unlink()
+        if segment is not None:
+            segment.unlink()
         raise
     return segment, size
 
@@ -675,6 +682,12 @@ def _shareable_array(obj: Any) -> bool:
     return (t is np.ndarray or t is np.memmap) and not obj.dtype.hasobject
 
 
+#: Per thread, while :func:`share` pickles a template: the
+#: :class:`Shared` objects that pickling made (a Dispatcher's counts), which
+#: the new :class:`Shared` keeps alive, since its value holds only copies.
+_made_while_sharing = threading.local()
+
+
 class _TemplatePickler(pickle.Pickler):
     """Pickles ``obj`` with every shareable array replaced by a reference to
     its place in the segment (pickle finds arrays wherever they are; its
@@ -684,6 +697,16 @@ class _TemplatePickler(pickle.Pickler):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.arrays = arrays
         self.index: Dict[int, int] = {}
+
+    def dump_collecting(self, obj: Any) -> List["Shared"]:
+        """Pickles ``obj``; returns the :class:`Shared` objects made meanwhile."""
+        stack = _made_while_sharing.__dict__.setdefault("stack", [])
+        stack.append([])
+        try:
+            self.dump(obj)
+        finally:
+            made = stack.pop()
+        return made
 
     def persistent_id(self, obj: Any) -> Any:
         if not _shareable_array(obj):
@@ -733,10 +756,11 @@ class Shared:
     releases the segment now; views already mapped stay valid.
     """
 
-    def __init__(self, value: Any, handle: tuple, segment: Optional[_Segment]) -> None:
+    def __init__(self, value: Any, handle: tuple, segment: Optional[_Segment], keep: tuple = ()) -> None:
         self._value = value
         self._handle = handle
         self._segment = segment
+        self._keep = keep  # segments the handle's template refers to
 
     @property
     def value(self) -> Any:
@@ -816,11 +840,11 @@ def share(obj: Any) -> Shared:
     any process of this user on this host, to the same."""
     arrays: List[np.ndarray] = []
     buffer = io.BytesIO()
-    _TemplatePickler(buffer, arrays).dump(obj)
+    keep = tuple(_TemplatePickler(buffer, arrays).dump_collecting(obj))
     template = buffer.getvalue()
     host = host_identity()
     if not arrays:
-        return Shared(obj, (_HANDLE_VERSION, None, 0, b"", host, template), None)
+        return Shared(obj, (_HANDLE_VERSION, None, 0, b"", host, template), None, keep)
     if _posixshmem is None:  # pragma: no cover - Windows
         raise SharedMemoryUnavailable("initret.share needs POSIX shared memory")
     secret = secrets.token_bytes(16)
@@ -832,8 +856,9 @@ def share(obj: Any) -> Shared:
         segment.unlink()
         raise
     mm._segment = segment
+    mm._keep = keep  # the value's views keep what its template refers to
     value = _load_template(template, mm, descriptors, segment.name, host[0])
-    return Shared(value, (_HANDLE_VERSION, segment.name, size, secret, host, template), segment)
+    return Shared(value, (_HANDLE_VERSION, segment.name, size, secret, host, template), segment, keep)
 
 
 def _check_handle(handle: Any) -> tuple:
@@ -1087,7 +1112,9 @@ def attach_or_create(digest: bytes, make: Callable[[], np.ndarray], *,
                     mm, descriptors = _map_segment(name, secret, host, fd=segment.fd, mapping=_Mapping)
                 finally:
                     segment._finalizer.detach()  # the users lock, not this object, decides its life
-                    os.close(segment.fd)
+                    fd, segment._fd[0] = segment._fd[0], None
+                    if fd is not None:
+                        os.close(fd)
                 del array
                 view = _described_view(mm, descriptors, name, host)
                 created = True
@@ -1116,10 +1143,15 @@ def _dispatcher_shared(counts_view: Any, own: Optional[Shared], inherited: Optio
     unpickled from while that can still be attached, else its own (placed
     now if it has none, or if its own was released or removed)."""
     if inherited is not None and inherited.attachable():
-        return inherited
-    if own is not None and own.attachable():
-        return own
-    return share(counts_view)
+        shared = inherited
+    elif own is not None and own.attachable():
+        shared = own
+    else:
+        shared = share(counts_view)
+    stack = getattr(_made_while_sharing, "stack", None)
+    if stack:
+        stack[-1].append(shared)
+    return shared
 
 
 def _dispatcher_handle(shared: Shared) -> tuple:
