@@ -282,7 +282,9 @@ impl PyDispatcher {
                 threads.into_pyobject(py)?.into_any(),
                 placement.to_string().into_pyobject(py)?.into_any(),
                 match this.kernel_request {
-                    Some(KernelRequest::Fixed(kernel)) => kernel.name().into_pyobject(py)?.into_any(),
+                    Some(KernelRequest::Fixed(kernel)) => {
+                        kernel.name().into_pyobject(py)?.into_any()
+                    }
                     _ => py.None().into_bound(py),
                 },
                 match this.kernel_request {
