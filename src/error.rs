@@ -156,6 +156,25 @@ pub enum Error {
         rows: usize,
     },
 
+    /// A buffer given to [`Frozen::open`](crate::frozen::Frozen::open) is not
+    /// a valid frozen container: truncated, of another format or version,
+    /// or with an offset, length, tag or UTF-8 string that does not check
+    /// out. `offset` is where in the buffer the first problem was found.
+    #[error("not a valid frozen buffer: {reason} (at byte {offset})")]
+    FrozenCorrupt {
+        /// Byte offset of the field found wrong.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+
+    /// Contents that a frozen container cannot hold: a key or value of an
+    /// unsupported type or size, two equal keys, nesting deeper than
+    /// [`MAX_DEPTH`](crate::frozen::MAX_DEPTH) (or a cycle), a malformed
+    /// array.
+    #[error("cannot freeze: {0}")]
+    NotFreezable(String),
+
     /// An invariant of this crate did not hold: a bug in initret, reported
     /// instead of panicking. Please file it with the message.
     #[error("internal error (a bug in initret): {0}")]

@@ -33,6 +33,7 @@ mod backend;
 pub mod cpu;
 mod dispatcher;
 mod error;
+pub mod frozen;
 pub mod gpu;
 #[cfg(feature = "harness")]
 #[doc(hidden)]
