@@ -55,17 +55,12 @@ pub(crate) struct PyDispatcher {
     pid: u32,
     /// Large results kept for the next call of the same shape.
     recycled: RecycledResults,
-    /// The `initret.Shared` holding this dispatcher's counts in shared
-    /// memory, made the first time it is pickled and kept while it lives
-    /// (made again if it was released or removed from outside).
-    shared_counts: Mutex<Option<Py<PyAny>>>,
+    /// What the pickling code (Python's, `initret/_share.py`) keeps on
+    /// this dispatcher: the shared memory segments holding its counts.
+    sharing: Mutex<Option<Py<PyAny>>>,
     /// The kernel (`kernel=`) or ISA (`isa=`) this dispatcher was asked
     /// for, which a pickled copy asks for too.
     kernel_request: Option<KernelRequest>,
-    /// For a dispatcher unpickled from shared counts: the handle of the
-    /// segment it reads (another process created it and decides how long it
-    /// lives). Pickling sends it on while it can still be mapped.
-    inherited_counts: Option<Py<PyAny>>,
 }
 
 impl Drop for PyDispatcher {
@@ -100,9 +95,8 @@ impl PyDispatcher {
             inner: ManuallyDrop::new(inner),
             pid: std::process::id(),
             recycled: RecycledResults::default(),
-            shared_counts: Mutex::new(None),
+            sharing: Mutex::new(None),
             kernel_request: None,
-            inherited_counts: None,
         }
     }
 
@@ -222,88 +216,62 @@ impl PyDispatcher {
         Ok(out.clone())
     }
 
-    /// Pickles to a handle of this dispatcher's counts, placed in shared
-    /// memory the first time (``initret.share``; the segment lives as long
-    /// as this dispatcher). Unpickled in another process on this host, it
-    /// is a Dispatcher over the same counts, mapped read-only: no table, no
-    /// derivation, no copy; its own threads, kernel measured again, the
-    /// same backend, threads and placement. Such an unpickled dispatcher
-    /// pickles to the same segment again while the creator still holds it,
-    /// and once it does not, to a segment of its own.
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_process()?;
-        let cpu = pickled_cpu(&this.inner)?;
-        let sharing = py.import("initret._share")?;
-        // The segment to send: the one this dispatcher was unpickled from
-        // while it can be attached, else its own, placed again if it was
-        // released or removed from /dev/shm by someone else.
-        let shared = {
-            let mut own = this
-                .shared_counts
-                .lock()
-                .map_err(|_| PyRuntimeError::new_err("a pickle of this Dispatcher panicked"))?;
-            let view = counts_view(py, cpu, slf.clone().into_any())?;
-            let shared = sharing.getattr("_dispatcher_shared")?.call1((
-                view,
-                own.as_ref().map(|o| o.bind(py).clone()),
-                this.inherited_counts.as_ref().map(|i| i.bind(py).clone()),
-            ))?;
-            let inherited = this
-                .inherited_counts
-                .as_ref()
-                .is_some_and(|i| i.bind(py).is(&shared));
-            if !inherited {
-                *own = Some(shared.clone().unbind());
-            }
-            shared
+    /// ``(rows, bytes_per_count, words_per_row, backend, threads,
+    /// placement, kernel, isa)``: what a pickle of this dispatcher must
+    /// carry besides its counts to build the same dispatcher again (the
+    /// kernel or ISA only when one was asked for). Raises ``TypeError`` for
+    /// a dispatcher whose counts live on the GPU only. Not API: pickling
+    /// (``initret/_share.py``, through ``copyreg``) calls it.
+    fn _pickle_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.check_process()?;
+        let cpu = pickled_cpu(&self.inner)?;
+        let kernel = match self.kernel_request {
+            Some(KernelRequest::Fixed(kernel)) => Some(kernel.name()),
+            _ => None,
         };
-        let handle = sharing.getattr("_dispatcher_handle")?.call1((shared,))?;
-        let (bytes_per_count, threads, placement) = (
+        let isa = match self.kernel_request {
+            Some(KernelRequest::Measure { isa: Some(isa) }) => Some(isa.name()),
+            _ => None,
+        };
+        (
+            self.inner.rows(),
             cpu.counts().bytes_per_count(),
+            self.inner.words_per_row(),
+            self.inner.requested_backend().to_string(),
             cpu.threads(),
-            cpu.placement(),
-        );
-        let arguments = PyTuple::new(
-            py,
-            [
-                handle,
-                this.inner.rows().into_pyobject(py)?.into_any(),
-                bytes_per_count.into_pyobject(py)?.into_any(),
-                this.inner.words_per_row().into_pyobject(py)?.into_any(),
-                this.inner
-                    .requested_backend()
-                    .to_string()
-                    .into_pyobject(py)?
-                    .into_any(),
-                threads.into_pyobject(py)?.into_any(),
-                placement.to_string().into_pyobject(py)?.into_any(),
-                match this.kernel_request {
-                    Some(KernelRequest::Fixed(kernel)) => {
-                        kernel.name().into_pyobject(py)?.into_any()
-                    }
-                    _ => py.None().into_bound(py),
-                },
-                match this.kernel_request {
-                    Some(KernelRequest::Measure { isa: Some(isa) }) => {
-                        isa.name().into_pyobject(py)?.into_any()
-                    }
-                    _ => py.None().into_bound(py),
-                },
-            ],
-        )?;
-        Ok((sharing.getattr("_dispatcher_from_counts")?, arguments))
+            cpu.placement().to_string(),
+            kernel,
+            isa,
+        )
+            .into_pyobject(py)
+    }
+
+    /// Whatever the pickling code keeps on this dispatcher (the shared
+    /// memory segments of its counts); ``None`` until it sets it. Not API.
+    #[getter]
+    fn _sharing(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let slot = self
+            .sharing
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("a pickle of this Dispatcher panicked"))?;
+        Ok(slot.as_ref().map_or_else(|| py.None(), |o| o.clone_ref(py)))
+    }
+
+    #[setter(_sharing)]
+    fn set_sharing(&self, value: Py<PyAny>) -> PyResult<()> {
+        *self
+            .sharing
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("a pickle of this Dispatcher panicked"))? =
+            Some(value);
+        Ok(())
     }
 
     /// A Dispatcher over counts already derived (what pickling sends):
-    /// ``counts`` a read-only ``uint8`` array of the count bytes, read in
-    /// place and kept alive; ``inherited`` the ``initret.Shared`` handle of
-    /// the segment they are in, if any. Not API: use pickle.
+    /// ``counts`` a read-only ``uint8`` array of the count bytes in
+    /// immutable memory, read in place and kept alive. Not API: use pickle.
     #[staticmethod]
-    #[pyo3(signature = (counts, rows, bytes_per_count, words_per_row, backend, threads, placement, *, inherited = None, kernel = None, isa = None))]
+    #[pyo3(signature = (counts, rows, bytes_per_count, words_per_row, backend, threads, placement, kernel = None, isa = None))]
     #[allow(clippy::too_many_arguments)]
     fn _from_counts(
         py: Python<'_>,
@@ -314,7 +282,6 @@ impl PyDispatcher {
         backend: &str,
         threads: usize,
         placement: &str,
-        inherited: Option<Py<PyAny>>,
         kernel: Option<&str>,
         isa: Option<&str>,
     ) -> PyResult<PyDispatcher> {
@@ -340,7 +307,6 @@ impl PyDispatcher {
         )
         .map(|inner| {
             let mut dispatcher = PyDispatcher::wrap(inner);
-            dispatcher.inherited_counts = inherited;
             dispatcher.kernel_request = request;
             dispatcher
         })

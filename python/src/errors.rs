@@ -1,28 +1,43 @@
 //! Library errors as Python exceptions.
 //!
-//! The exception classes are defined once, in `initret/_errors.py`. This
-//! module names no Python class: it hands `_errors.from_library` the Rust
-//! variant's name, its `Display` message and its fields, and the Python
-//! side picks the class. Errors the binding finds itself (a bad table
-//! shape, a query past `i128`) are `initret::Error` values too where the
-//! library has the variant, so they take the same path.
+//! The exception classes are defined once, in `initret/_errors.py`, which
+//! hands its factory (`from_library`) to this module when the package is
+//! imported ([`set_exception_factory`]): Python imports the extension, never
+//! the other way round. This module names no Python class: it gives the
+//! factory the Rust variant's name, its `Display` message and its fields,
+//! and the Python side picks the class. Errors the binding finds itself (a
+//! bad table shape, a query past `i128`) are `initret::Error` values too
+//! where the library has the variant, so they take the same path.
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
-/// `initret._errors.from_library`, looked up once.
+/// The factory `initret/_errors.py` registered.
+static EXCEPTION_FACTORY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `_set_exception_factory(factory)`: called once by the ``initret``
+/// package when it is imported, with ``initret._errors.from_library``
+/// (``factory(variant, message, **fields) -> Exception``). Not API.
+#[pyfunction]
+pub(crate) fn _set_exception_factory(py: Python<'_>, factory: Py<PyAny>) -> PyResult<()> {
+    // The first registration stays (a reloaded package keeps the first).
+    EXCEPTION_FACTORY.get_or_init(py, || factory);
+    Ok(())
+}
+
+/// The registered factory.
 fn from_library(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static FROM_LIBRARY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    FROM_LIBRARY
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(
-                py.import("initret._errors")?
-                    .getattr("from_library")?
-                    .unbind(),
+    EXCEPTION_FACTORY
+        .get(py)
+        .map(|f| f.bind(py))
+        .ok_or_else(|| {
+            PyRuntimeError::new_err(
+                "initret's exception classes are not registered: import the initret package, \
+             not initret._initret alone",
             )
         })
-        .map(|f| f.bind(py))
 }
 
 /// The exception `_errors.from_library` builds for the library variant

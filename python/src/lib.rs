@@ -43,6 +43,7 @@ pub(crate) fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
 fn _initret(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dispatcher::PyDispatcher>()?;
     m.add_function(wrap_pyfunction!(info::info, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_set_exception_factory, m)?)?;
     m.add("SEED_ROWS", initret::SEED_ROWS)?;
     m.add("SEED_CHECKSUM", initret::SEED_CHECKSUM)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -9,6 +9,8 @@ from typing import Any, Dict
 
 import numpy as np
 
+from initret import _share
+
 from initret.pool import _worker_init_calls
 
 
@@ -82,5 +84,5 @@ def use_pickled_dispatcher(d: Any, queries: np.ndarray) -> tuple:
 
 def segment_sent_on(d: Any) -> str:
     """In a worker: the segment a pickle of the Dispatcher it received sends."""
-    _rebuild, (handle, *_rest) = d.__reduce__()
+    _rebuild, (handle, *_rest) = _share._reduce_dispatcher(d)
     return handle[1]

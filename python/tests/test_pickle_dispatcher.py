@@ -8,6 +8,8 @@ import os
 import pickle
 
 import numpy as np
+
+from initret import _share
 import pytest
 
 import initret
@@ -22,7 +24,7 @@ def table(rows=5000, words=1, seed=3):
 
 def segment_of(d):
     """The name of the shared memory segment a pickle of ``d`` sends."""
-    _rebuild, (handle, *_rest) = d.__reduce__()
+    _rebuild, (handle, *_rest) = _share._reduce_dispatcher(d)
     return handle[1]
 
 
@@ -69,7 +71,7 @@ def test_pickled_dispatcher_in_worker_processes(method):
 def test_unpickled_dispatcher_reads_the_segment_in_place():
     rows = 1 << 22  # 4 MiB of u8 counts
     d = initret.Dispatcher(np.arange(rows, dtype=np.uint32), backend="cpu", threads=1)
-    _rebuild, (handle, *_rest) = d.__reduce__()
+    _rebuild, (handle, *_rest) = _share._reduce_dispatcher(d)
     counts = initret._share._attach(handle)
     e = pickle.loads(pickle.dumps(d))
     assert e.counts_shared
@@ -94,7 +96,7 @@ def test_gpu_only_dispatcher_does_not_pickle():
 def test_gpu_dispatcher_uploads_the_shared_counts(words):
     t = table(rows=300, words=words)
     d = initret.Dispatcher(t, backend="cpu", threads=1)
-    _rebuild, (handle, rows, bytes_per_count, words_per_row, *_rest) = d.__reduce__()
+    _rebuild, (handle, rows, bytes_per_count, words_per_row, *_rest) = _share._reduce_dispatcher(d)
     counts = initret._share._attach(handle)
     try:
         g = initret.Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, "gpu", 0, "shared")

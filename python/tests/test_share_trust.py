@@ -408,10 +408,10 @@ def test_item6_the_creator_says_removed_and_a_dispatcher_places_its_counts_again
     shared.unlink()  # no error, nothing to do
 
     d = initret.Dispatcher(initret.seed_table(), threads=1)
-    first = d.__reduce__()[1][0][1]
+    first = _share._reduce_dispatcher(d)[1][0][1]
     remove_segment(first)
     again = pickle.loads(pickle.dumps(d))
-    second = d.__reduce__()[1][0][1]
+    second = _share._reduce_dispatcher(d)[1][0][1]
     assert second != first and os.path.exists("/dev/shm/" + second)
     assert int(again.popcount(np.arange(initret.SEED_ROWS)).sum()) == initret.SEED_CHECKSUM
 

@@ -32,6 +32,11 @@ import numpy as _np
 from . import _errors
 from ._errors import *  # noqa: F403 (the exception classes: _errors.__all__)
 from ._initret import SEED_CHECKSUM, SEED_ROWS, Dispatcher, __version__
+from ._initret import _set_exception_factory
+
+# The extension raises the classes of _errors.py through this factory: the
+# package hands it over here, so the extension never imports Python code.
+_set_exception_factory(_errors.from_library)
 from ._initret import info as _info
 from .pool import Pool
 from ._share import Shared, SharedMemoryUnavailable, SharedMemoryUntrusted, SharedStateLockTimeout, share

@@ -61,6 +61,7 @@ segment was released, or removed by someone else (systemd-logind's
 from __future__ import annotations
 
 import atexit
+import copyreg
 import dataclasses
 import errno
 import hashlib
@@ -85,6 +86,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ._errors import InitretError
+from ._initret import Dispatcher
 
 try:  # CPython's module behind multiprocessing.shared_memory, on POSIX.
     import _posixshmem
@@ -1137,47 +1139,73 @@ def _described_view(mm: Any, descriptors: List[_Descriptor], name: str, host: st
 
 
 # -- a pickled initret.Dispatcher ----------------------------------------------
+#
+# Python owns pickling: the extension only reports what a pickle must carry
+# (``_pickle_state``), hands out its counts (``_counts``) and builds a
+# dispatcher over counts (``_from_counts``); ``copyreg`` ties them together.
 
-def _dispatcher_shared(counts_view: Any, own: Optional[Shared], inherited: Optional[Shared]) -> Shared:
+
+class _DispatcherSegments:
+    """What pickling keeps on a Dispatcher (its ``_sharing`` slot): the
+    segment it was unpickled from (``inherited``, another process created
+    it and decides how long it lives) and the one it placed itself
+    (``own``, kept while the dispatcher lives)."""
+
+    __slots__ = ("own", "inherited")
+
+    def __init__(self, own: Optional[Shared] = None, inherited: Optional[Shared] = None) -> None:
+        self.own = own
+        self.inherited = inherited
+
+
+def _dispatcher_shared(dispatcher: Any) -> Shared:
     """The :class:`Shared` a pickled Dispatcher sends: the segment it was
     unpickled from while that can still be attached, else its own (placed
-    now if it has none, or if its own was released or removed)."""
-    if inherited is not None and inherited.attachable():
-        shared = inherited
-    elif own is not None and own.attachable():
-        shared = own
+    now if it has none, or if its own was released or removed from
+    outside)."""
+    segments = dispatcher._sharing
+    if segments is None:
+        segments = dispatcher._sharing = _DispatcherSegments()
+    if segments.inherited is not None and segments.inherited.attachable():
+        shared = segments.inherited
+    elif segments.own is not None and segments.own.attachable():
+        shared = segments.own
     else:
-        shared = share(counts_view)
+        counts, _width = dispatcher._counts()
+        shared = segments.own = share(counts)
     stack = getattr(_made_while_sharing, "stack", None)
     if stack:
         stack[-1].append(shared)
     return shared
 
 
-def _dispatcher_handle(shared: Shared) -> tuple:
-    """What a pickled Dispatcher carries: the handle of ``shared``."""
+def _reduce_dispatcher(dispatcher: Any) -> Any:
+    """Pickles a Dispatcher to a handle of its counts in shared memory
+    (placed the first time, and kept as long as the dispatcher lives).
+    Unpickled in another process on this host, it is a Dispatcher over the
+    same counts, mapped read-only: no table, no derivation, no copy; the
+    same backend, threads, placement and any fixed kernel or ISA."""
+    state = dispatcher._pickle_state()  # TypeError for a GPU-only dispatcher
+    shared = _dispatcher_shared(dispatcher)
     shared.check_attachable()
-    return shared._handle
+    return (_dispatcher_from_counts, (shared._handle,) + tuple(state))
 
 
 def _dispatcher_from_counts(handle: tuple, rows: int, bytes_per_count: int, words_per_row: int,
                             backend: str, threads: int, placement: str, kernel: Optional[str] = None,
                             isa: Optional[str] = None) -> Any:
     """Unpickles a Dispatcher: maps the segment ``handle`` names read-only
-    and builds a Dispatcher over the counts in it, with the kernel or ISA
-    the original fixed. The handle is kept, so that pickling this
-    Dispatcher again sends the same segment (while its creator still holds
-    it) instead of placing a second copy."""
-    from ._initret import Dispatcher
-
+    and builds a Dispatcher over the counts in it. The handle is kept, so
+    that pickling this Dispatcher again sends the same segment (while its
+    creator still holds it) instead of placing a second copy."""
     counts = _attach(handle)
-    inherited = Shared(counts, handle, None)
-    return Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, backend, threads, placement,
-                                   inherited=inherited, kernel=kernel, isa=isa)
+    dispatcher = Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, backend, threads,
+                                         placement, kernel, isa)
+    dispatcher._sharing = _DispatcherSegments(inherited=Shared(counts, handle, None))
+    return dispatcher
 
 
-def _still_attachable(shared: Shared) -> bool:
-    return shared.attachable()
+copyreg.pickle(Dispatcher, _reduce_dispatcher)
 
 
 def _sweep_at_exit() -> None:
