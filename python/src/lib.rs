@@ -15,13 +15,16 @@
 //! - `errors`: library errors as the Python exceptions of
 //!   `initret/_errors.py`, never panics;
 //! - `info`: `initret.info()`;
-//! - `sharing`: pickling a `Dispatcher` to its counts in shared memory.
+//! - `sharing`: pickling a `Dispatcher` to its counts in shared memory;
+//! - `frozen`: `SharedDict`, `SharedList` and `freeze` over
+//!   [`initret::frozen`] buffers.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod arguments;
 mod dispatcher;
 mod errors;
+mod frozen;
 mod info;
 mod output;
 mod queries;
@@ -43,6 +46,7 @@ pub(crate) fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
 fn _initret(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<dispatcher::PyDispatcher>()?;
     m.add_function(wrap_pyfunction!(info::info, m)?)?;
+    frozen::register(m)?;
     m.add_function(wrap_pyfunction!(errors::_set_exception_factory, m)?)?;
     m.add("SEED_ROWS", initret::SEED_ROWS)?;
     m.add("SEED_CHECKSUM", initret::SEED_CHECKSUM)?;

@@ -638,7 +638,7 @@ impl<'a> Validator<'a> {
         if count == 0 {
             return Err(corrupt(H_CONTAINERS, "no containers"));
         }
-        if offset % 8 != 0 || offset < HEADER_LEN as u64 {
+        if !offset.is_multiple_of(8) || offset < HEADER_LEN as u64 {
             return Err(corrupt(
                 H_DIRECTORY,
                 format!("directory offset {offset} misplaced"),
@@ -678,7 +678,7 @@ impl<'a> Validator<'a> {
         if number > 0 && self.directory_entry(number - 1) >= offset64 {
             return Err(corrupt(at, "directory offsets are not ascending"));
         }
-        if offset % 8 != 0 || offset < HEADER_LEN {
+        if !offset.is_multiple_of(8) || offset < HEADER_LEN {
             return Err(corrupt(
                 at,
                 format!("container offset {offset64} misplaced"),
@@ -861,7 +861,7 @@ impl<'a> Validator<'a> {
 
     fn array(&mut self, at: usize, slot: RawSlot) -> Result<(), Error> {
         let descriptor = usize::try_from(slot.payload).unwrap_or(usize::MAX);
-        if slot.len != 0 || descriptor % 8 != 0 || descriptor < HEADER_LEN {
+        if slot.len != 0 || !descriptor.is_multiple_of(8) || descriptor < HEADER_LEN {
             return Err(corrupt(at, "malformed array reference"));
         }
         let fixed = array_at::<A_SHAPE>(self.bytes, descriptor)
@@ -888,7 +888,7 @@ impl<'a> Validator<'a> {
         if elements.and_then(|n| n.checked_mul(itemsize)) != Some(data_len) {
             return Err(corrupt(descriptor, "array length is not itemsize × shape"));
         }
-        if data_offset % ARRAY_ALIGN as u64 != 0
+        if !data_offset.is_multiple_of(ARRAY_ALIGN as u64)
             || data_offset < HEADER_LEN as u64
             || span_at(self.bytes, data_offset, data_len).is_none()
         {

@@ -38,6 +38,7 @@ from ._initret import _set_exception_factory
 # package hands it over here, so the extension never imports Python code.
 _set_exception_factory(_errors.from_library)
 from ._initret import info as _info
+from ._containers import SharedDict, SharedList, freeze, open_frozen
 from .pool import Pool
 from ._share import Shared, SharedMemoryUnavailable, SharedMemoryUntrusted, SharedStateLockTimeout, share
 
@@ -45,6 +46,10 @@ __all__ = [
     "Dispatcher",
     "Pool",
     "share",
+    "SharedDict",
+    "SharedList",
+    "freeze",
+    "open_frozen",
     "Shared",
     "SharedMemoryUnavailable",
     "SharedMemoryUntrusted",

@@ -18,6 +18,8 @@ __all__ = [
     "GpuError",
     "IsaUnavailable",
     "ConcurrentModification",
+    "NotFreezable",
+    "CorruptBuffer",
     "APT_HINT",
 ]
 
@@ -136,6 +138,26 @@ class ConcurrentModification(InitretError, RuntimeError):
         return (type(self), (str(self), self.position, self.kind))
 
 
+class NotFreezable(InitretError, TypeError):
+    """``initret.freeze`` (or ``SharedDict(...)`` / ``SharedList(...)``)
+    met contents a frozen container cannot hold: a key that is not an
+    int, str or bytes, an int key past 64 signed bits, a value of another
+    type (a tuple, a set, an object array, ...), a cycle, nesting deeper
+    than 256, a str with lone surrogates."""
+
+    def __init__(self, message: str, kind: Optional[str] = "NotFreezable") -> None:
+        super().__init__(message, kind)
+
+
+class CorruptBuffer(InitretError, ValueError):
+    """A buffer given to ``SharedDict._open`` / ``SharedList._open`` is not
+    a valid frozen container (truncated, another format, or an offset,
+    length or string that does not check out). Nothing was read from it."""
+
+    def __init__(self, message: str, kind: Optional[str] = "FrozenCorrupt") -> None:
+        super().__init__(message, kind)
+
+
 #: The class for each error variant of the Rust library that has a class of
 #: its own or shares one; every other variant becomes :class:`InitretError`
 #: with ``kind`` set to the variant's name.
@@ -159,6 +181,10 @@ def from_library(variant: str, message: str, **fields: Any) -> Exception:
         return IsaUnavailable(message)
     if variant == "ConcurrentModification":
         return ConcurrentModification(message, fields.get("position"))
+    if variant == "NotFreezable":
+        return NotFreezable(message)
+    if variant == "FrozenCorrupt":
+        return CorruptBuffer(message)
     if variant in _GPU_FAILURES:
         return GpuError(message, variant)
     if variant in _VALUE_ERRORS:
