@@ -384,10 +384,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="bench: add GPU rows")
     parser.add_argument("--big", action="store_true", help="bench: add 2^24 queries into 2^26 rows")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--state", action="store_true",
+                        help="bench: the seed's dict placed once per machine (initret.SharedDict) against the "
+                             "recipes, a plain dict, LMDB and Manager().dict() (see initret._bench_state)")
+    parser.add_argument("--state-entries", default="65535,2097152",
+                        help="bench --state: comma-separated dict sizes (default 65535,2097152)")
     args = parser.parse_args(argv)
     if args.command == "info":
         print(json.dumps(info(), indent=2))
         return 0
+    if args.command == "bench" and args.state:
+        from ._bench_state import bench_state, print_state_bench
+
+        sizes = tuple(int(x) for x in args.state_entries.split(",") if x.strip())
+        state_report = bench_state(processes=args.processes, sizes=sizes)
+        if args.json:
+            print(json.dumps(state_report, indent=2))
+        else:
+            print_state_bench(state_report)
+        return 0 if all(r["correct"] for r in state_report["recipes"]) else 1
     if args.command == "bench":
         report = bench(args.repeat, processes=args.processes, big=args.big, gpu=args.gpu)
         print(json.dumps(report, indent=2) if args.json else "", end="")

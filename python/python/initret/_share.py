@@ -85,7 +85,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._errors import InitretError
+from ._errors import InitretError, NotFreezable
 from ._initret import Dispatcher
 
 try:  # CPython's module behind multiprocessing.shared_memory, on POSIX.
@@ -699,6 +699,8 @@ class _TemplatePickler(pickle.Pickler):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.arrays = arrays
         self.index: Dict[int, int] = {}
+        self.not_frozen: set = set()
+        self.kept: List[Any] = []
 
     def dump_collecting(self, obj: Any) -> List["Shared"]:
         """Pickles ``obj``; returns the :class:`Shared` objects made meanwhile."""
@@ -711,6 +713,9 @@ class _TemplatePickler(pickle.Pickler):
         return made
 
     def persistent_id(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is dict or t is list:
+            return self._frozen_id(obj, t)
         if not _shareable_array(obj):
             return None
         i = self.index.get(id(obj))
@@ -719,32 +724,99 @@ class _TemplatePickler(pickle.Pickler):
             self.arrays.append(obj)  # also keeps id(obj) unique while pickling
         return ("initret.array", i, obj.dtype, tuple(obj.shape))
 
+    def _frozen_id(self, obj: Any, kind: type) -> Any:
+        """A dict or list of at least :data:`FREEZE_MIN_ENTRIES` entries
+        whose contents fit the frozen format (keys int, str, bytes; values
+        str, bytes, int, float, bool, None, numpy arrays, and dicts and
+        lists of those) becomes one frozen buffer in the segment, read back
+        as a :class:`initret.SharedDict` or :class:`initret.SharedList`;
+        anything else is pickled (``None``)."""
+        key = id(obj)
+        if key in self.not_frozen or len(obj) < FREEZE_MIN_ENTRIES:
+            return None
+        i = self.index.get(key)
+        if i is None:
+            try:
+                frozen = _freeze(obj)
+            except NotFreezable:
+                self.not_frozen.add(key)
+                return None
+            i = self.index[key] = len(self.arrays)
+            self.arrays.append(np.frombuffer(frozen, np.uint8))
+            self.kept.append(obj)  # keeps id(obj) unique while pickling
+        return ("initret.frozen", i, "dict" if kind is dict else "list")
+
 
 class _TemplateUnpickler(pickle.Unpickler):
     """Unpickles a template (from a handle, never from shared memory), each
     array reference a read-only view of the mapped segment, checked against
     its descriptor."""
 
-    def __init__(self, file: Any, mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> None:
+    def __init__(self, file: Any, mm: Any, descriptors: List[_Descriptor], name: str, host: str,
+                 handle: tuple) -> None:
         super().__init__(file)
         self.mm, self.descriptors, self.name, self.host = mm, descriptors, name, host
-        self.views: Dict[int, np.ndarray] = {}
+        self.handle = handle
+        self.views: Dict[int, Any] = {}
 
     def persistent_load(self, pid: Any) -> Any:
-        if not (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "initret.array"):
+        if not (isinstance(pid, tuple) and len(pid) in (3, 4) and pid[0] in ("initret.array", "initret.frozen")):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        _kind, i, dtype, shape = pid
+        i = pid[1]
         if not (isinstance(i, int) and 0 <= i < len(self.descriptors)):
             raise SharedMemoryUnavailable(f"segment {self.name!r} has no array {i!r}", self.name, self.host)
         view = self.views.get(i)
         if view is None:
-            view = self.views[i] = _view(self.mm, self.descriptors[i], np.dtype(dtype), tuple(shape), self.name,
-                                         self.host)
+            if pid[0] == "initret.array":
+                _kind, i, dtype, shape = pid
+                view = _view(self.mm, self.descriptors[i], np.dtype(dtype), tuple(shape), self.name, self.host)
+            else:
+                view = _open_frozen(self.mm, self.descriptors[i], pid[2], self.name, self.host)
+                # Pickled on its own, it is a small handle to this segment.
+                view._reduce_to = (_attach_frozen, (self.handle[:5] + (b"",), i, pid[2]))
+            self.views[i] = view
         return view
 
 
-def _load_template(template: bytes, mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> Any:
-    return _TemplateUnpickler(io.BytesIO(template), mm, descriptors, name, host).load()
+#: Dicts and lists smaller than this are pickled (a copy of a few entries
+#: costs less than a lookup through a shared container).
+FREEZE_MIN_ENTRIES = 64
+
+
+def _freeze(obj: Any) -> bytes:
+    from ._initret import freeze
+
+    return freeze(obj)
+
+
+def _open_frozen(mm: Any, descriptor: _Descriptor, kind: Any, name: str, host: str) -> Any:
+    """A :class:`initret.SharedDict` or :class:`initret.SharedList` over a
+    frozen buffer in the segment (validated when opened)."""
+    from ._initret import SharedDict, SharedList
+
+    if kind not in ("dict", "list"):
+        raise SharedMemoryUnavailable(f"segment {name!r}: unknown container kind {kind!r}", name, host)
+    view = _view(mm, descriptor, np.dtype(np.uint8), (descriptor.nbytes,), name, host)
+    try:
+        return (SharedDict if kind == "dict" else SharedList)._open(view)
+    except ValueError as error:
+        raise SharedMemoryUnavailable(f"shared memory segment {name!r} holds a damaged container: {error}", name,
+                                      host) from None
+
+
+def _attach_frozen(handle: tuple, index: int, kind: str) -> Any:
+    """Unpickles a :class:`initret.SharedDict` or :class:`initret.SharedList`
+    sent on its own: container ``index`` of the segment ``handle`` names."""
+    mm, descriptors, name, host = _map_handle(handle)
+    if not (isinstance(index, int) and 0 <= index < len(descriptors)):
+        mm.close()
+        raise SharedMemoryUnavailable(f"segment {name!r} has no container {index!r}", name, host)
+    return _open_frozen(mm, descriptors[index], kind, name, host)
+
+
+def _load_template(template: bytes, mm: Any, descriptors: List[_Descriptor], name: str, host: str,
+                   handle: tuple) -> Any:
+    return _TemplateUnpickler(io.BytesIO(template), mm, descriptors, name, host, handle).load()
 
 
 class Shared:
@@ -859,8 +931,9 @@ def share(obj: Any) -> Shared:
         raise
     mm._segment = segment
     mm._keep = keep  # the value's views keep what its template refers to
-    value = _load_template(template, mm, descriptors, segment.name, host[0])
-    return Shared(value, (_HANDLE_VERSION, segment.name, size, secret, host, template), segment, keep)
+    handle = (_HANDLE_VERSION, segment.name, size, secret, host, template)
+    value = _load_template(template, mm, descriptors, segment.name, host[0], handle)
+    return Shared(value, handle, segment, keep)
 
 
 def _check_handle(handle: Any) -> tuple:
@@ -870,11 +943,10 @@ def _check_handle(handle: Any) -> tuple:
     return handle
 
 
-def _attach(handle: tuple) -> Any:
-    """Unpickles a :class:`Shared` handle: the rebuilt object, mapped read-only."""
-    _version, name, size, secret, host, template = _check_handle(handle)
-    if name is None:
-        return pickle.loads(template)
+def _map_handle(handle: tuple) -> Tuple[Any, List[_Descriptor], str, str]:
+    """Maps the segment a handle names, read-only, after the host, owner,
+    mode, secret and header checks: ``(mapping, descriptors, name, host)``."""
+    _version, name, size, secret, host, _template = _check_handle(handle)
     here = host_identity()
     if tuple(host) != here:
         raise SharedMemoryUnavailable(
@@ -889,7 +961,16 @@ def _attach(handle: tuple) -> Any:
         mm.close()
         raise SharedMemoryUnavailable(f"shared memory segment {name!r} has {mm.size()} bytes, "
                                       f"the handle says {size}", name, host[0])
-    return _load_template(template, mm, descriptors, name, host[0])
+    return mm, descriptors, name, host[0]
+
+
+def _attach(handle: tuple) -> Any:
+    """Unpickles a :class:`Shared` handle: the rebuilt object, mapped read-only."""
+    _version, name, _size, _secret, _host, template = _check_handle(handle)
+    if name is None:
+        return pickle.loads(template)
+    mm, descriptors, name, host = _map_handle(handle)
+    return _load_template(template, mm, descriptors, name, host, handle)
 
 
 # -- initret.Pool(shared=True) -------------------------------------------------
@@ -921,7 +1002,8 @@ class Unavailable:
 
 
 def _pool_initret(state: SharedHandle) -> Any:
-    """A ``Pool(shared=True)`` worker's initializer: the shared object, or
+    """A ``Pool(shared=True)`` worker's initializer when the user's
+    initializer returned a value: that value, attached, or
     :class:`Unavailable` when it cannot be attached."""
     try:
         return _attach(state.handle)
@@ -929,11 +1011,30 @@ def _pool_initret(state: SharedHandle) -> Any:
         return Unavailable(error)
 
 
+def _pool_initializer_over_shared_args(initializer: Callable[..., Any], state: SharedHandle) -> Any:
+    """A ``Pool(shared=True)`` worker's initializer when the user's
+    initializer returned ``None`` (it works by side effects, such as the
+    seed's global): runs it here, over the initargs placed once per
+    machine."""
+    try:
+        args = _attach(state.handle)
+    except SharedMemoryUnavailable as error:
+        return Unavailable(error)
+    return initializer(*args)
+
+
 def pool_initializer(initializer: Optional[Callable[..., Any]],
                      initargs: tuple) -> Tuple[Shared, Callable[..., Any], tuple]:
-    """Runs ``initializer(*initargs)`` here, once, and shares its return
-    value: ``(shared, worker_initializer, worker_initargs)``."""
+    """Runs ``initializer(*initargs)`` here, once. If it returns a value,
+    that value is shared and every worker's ``initret`` is it. If it
+    returns ``None`` (an initializer that sets a global, as the seed's
+    recipe 2), the *initargs* are shared instead and the initializer runs
+    again in each worker, over them. Returns ``(shared,
+    worker_initializer, worker_initargs)``."""
     value = initializer(*initargs) if initializer is not None else None
+    if value is None and initializer is not None:
+        shared = share(tuple(initargs))
+        return shared, _pool_initializer_over_shared_args, (initializer, SharedHandle(shared._handle))
     shared = share(value)
     del value
     return shared, _pool_initret, (SharedHandle(shared._handle),)

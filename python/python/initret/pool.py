@@ -192,9 +192,14 @@ class Pool(multiprocessing.pool.Pool):
     each worker owns its return value (choose it when workers must own or
     mutate their state). ``shared=True``: the initializer runs once, here,
     in the parent; its return value goes through :func:`initret.share`,
-    and every worker receives it as ``initret`` with each numpy array a
-    read-only view of one shared memory segment, mapped, not copied
-    (choose it when the state is big and read-only). Every worker maps
+    and every worker receives it as ``initret``, each numpy array a
+    read-only view of one shared memory segment and each large dict or
+    list a read-only :class:`initret.SharedDict` or
+    :class:`initret.SharedList` over it, mapped, not copied (choose it
+    when the state is big and read-only). An initializer that returns
+    ``None`` works by side effects (the seed's recipe 2 sets a global):
+    then its *initargs* are shared, and it runs again in each worker over
+    them. Every worker maps
     the same snapshot, under ``fork``, ``spawn`` and ``forkserver`` alike.
     The segment is released by ``terminate()`` (the end of a ``with``
     block) or ``join()``. If it cannot be attached (someone removed it from
