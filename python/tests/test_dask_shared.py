@@ -157,3 +157,35 @@ def test_killed_creator_restarts_into_the_same_segment_and_is_released(rng):
                                       row_counts(table)[queries.compute()])
         client.unregister_worker_plugin("killed")
         assert not os.path.exists("/dev/shm/" + name)
+
+
+def seed_popcount_block(block, name):
+    state = initret.dask.get_state(name)
+    cache, table = state["cache"], state["table"]
+    return np.array([cache[int(i)].count("1") + int(table[i] != i) for i in block], dtype=np.int64)
+
+
+def state_segments(name):
+    def state(dask_worker):
+        plugin = dask_worker.plugins[name]
+        return (os.getpid(), plugin.segment, plugin.created_segment, type(plugin.state["cache"]).__name__,
+                plugin.host_state is None)
+    return state
+
+
+def test_any_state_placed_once_per_host(client):
+    """Issue 20: any state (here the seed's dict and an array) placed once
+    per host; tasks get it with get_state; the last worker out unlinks it."""
+    cache = {i: bin(i) for i in range(initret.SEED_ROWS)}
+    state = {"cache": cache, "table": np.arange(initret.SEED_ROWS)}
+    client.register_plugin(initret.dask.StatePlugin(state, name="seed"), name="seed")
+    counts = da.arange(initret.SEED_ROWS, chunks=8192).map_blocks(seed_popcount_block, "seed", dtype=np.int64)
+    assert int(counts.sum().compute()) == initret.SEED_CHECKSUM
+    reports = client.run(state_segments("seed"))
+    names = {r[1] for r in reports.values()}
+    assert len(names) == 1 and sum(r[2] for r in reports.values()) == 1
+    assert all(r[3] == "SharedDict" and r[4] for r in reports.values())
+    (name,) = names
+    assert os.stat("/dev/shm/" + name).st_mode & 0o777 == 0o600
+    client.unregister_worker_plugin("seed")
+    assert not os.path.exists("/dev/shm/" + name)

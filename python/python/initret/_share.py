@@ -1183,6 +1183,25 @@ def attach_or_create(digest: bytes, make: Callable[[], np.ndarray], *,
     died is replaced; one whose creator died after completing it is
     adopted. Returns ``(view, host_segment)``; call
     ``host_segment.release()`` when done."""
+    def arrays() -> List[np.ndarray]:
+        array = np.ascontiguousarray(make())
+        if array.dtype.str not in _DESCRIBED_DTYPES or array.ndim > _MAX_NDIM:
+            raise TypeError(f"per-host state must be a numeric array, not {array.dtype} "
+                            f"with {array.ndim} dimensions")
+        return [array]
+
+    def check(mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> np.ndarray:
+        return _described_view(mm, descriptors, name, host)
+
+    return _attach_or_create_segment(digest, arrays, check, described=True, lock_timeout=lock_timeout)
+
+
+def _attach_or_create_segment(digest: bytes, make: Callable[[], List[np.ndarray]],
+                              check: Callable[[Any, List[_Descriptor], str, str], Any], *, described: bool,
+                              lock_timeout: float) -> Tuple[Any, HostSegment]:
+    """The per-host segment for ``digest``: attached if it exists (and
+    ``check(mapping, descriptors, name, host)`` accepts it), else created
+    from ``make()``'s arrays. Returns ``(check(...), host_segment)``."""
     if _posixshmem is None or fcntl is None:  # pragma: no cover - Windows
         raise SharedMemoryUnavailable("per-host shared state needs POSIX shared memory and flock")
     name, secret = _host_names(digest)
@@ -1195,7 +1214,7 @@ def attach_or_create(digest: bytes, make: Callable[[], np.ndarray], *,
             created = False
             try:
                 mm, descriptors = _map_segment(name, secret, host, mapping=_Mapping)
-                view = _described_view(mm, descriptors, name, host)
+                value = check(mm, descriptors, name, host)
             except SharedMemoryUntrusted:
                 raise
             except SharedMemoryUnavailable:
@@ -1206,11 +1225,8 @@ def attach_or_create(digest: bytes, make: Callable[[], np.ndarray], *,
                     _posixshmem.shm_unlink("/" + name)
                 except FileNotFoundError:
                     pass
-                array = np.ascontiguousarray(make())
-                if array.dtype.str not in _DESCRIBED_DTYPES or array.ndim > _MAX_NDIM:
-                    raise TypeError(f"per-host state must be a numeric array, not {array.dtype} "
-                                    f"with {array.ndim} dimensions")
-                segment, _size = _create(name, [array], secret, described=True, tracked=False)
+                arrays = make()
+                segment, _size = _create(name, arrays, secret, described=described, tracked=False)
                 try:
                     mm, descriptors = _map_segment(name, secret, host, fd=segment.fd, mapping=_Mapping)
                 finally:
@@ -1218,8 +1234,8 @@ def attach_or_create(digest: bytes, make: Callable[[], np.ndarray], *,
                     fd, segment._fd[0] = segment._fd[0], None
                     if fd is not None:
                         os.close(fd)
-                del array
-                view = _described_view(mm, descriptors, name, host)
+                del arrays
+                value = check(mm, descriptors, name, host)
                 created = True
             fcntl.flock(users, fcntl.LOCK_SH | fcntl.LOCK_NB)  # never blocks: we hold the table lock
         except BaseException:
@@ -1227,7 +1243,52 @@ def attach_or_create(digest: bytes, make: Callable[[], np.ndarray], *,
             raise
     finally:
         os.close(lock)
-    return view, HostSegment(name, users, created, lock_timeout)
+    return value, HostSegment(name, users, created, lock_timeout)
+
+
+class HostState:
+    """Any picklable state, ready to be placed once per host: what
+    :func:`initret.dask.StatePlugin` sends. Made where the state is (the
+    client): its template (the state pickled with each array, and each
+    large dict or list, a reference) and those arrays, and a digest of
+    both, which names the host's segment. Nothing in it is executed until
+    :meth:`attach_or_create`, which unpickles the template (it came with
+    the plugin, never from shared memory)."""
+
+    def __init__(self, obj: Any) -> None:
+        arrays: List[np.ndarray] = []
+        buffer = io.BytesIO()
+        _TemplatePickler(buffer, arrays).dump(obj)
+        self.template = buffer.getvalue()
+        self.arrays: Optional[List[np.ndarray]] = [np.ascontiguousarray(a) for a in arrays]
+        h = hashlib.blake2b(digest_size=32)
+        h.update(b"initret host state\0")
+        h.update(len(self.template).to_bytes(8, "little"))
+        h.update(self.template)
+        for array in self.arrays:
+            h.update(repr((array.dtype.str, array.shape)).encode())
+            h.update(memoryview(array.reshape(-1).view(np.uint8)))
+        self.digest = h.digest()
+
+    def attach_or_create(self, lock_timeout: float = 120.0) -> Tuple[Any, HostSegment]:
+        """The state, its arrays and containers read-only views of this
+        host's segment (created here by the host's first caller); drops
+        this object's own copy of the arrays."""
+        arrays, self.arrays = self.arrays, None
+        if arrays is None:
+            raise RuntimeError("this HostState was already placed; make a new one")
+        template = self.template
+
+        def load(mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> Any:
+            if len(descriptors) != len(arrays):
+                mm.close()
+                raise SharedMemoryUnavailable(f"shared memory segment {name!r} holds another state", name, host)
+            secret = _host_names(self.digest)[1]
+            handle = (_HANDLE_VERSION, name, mm.size(), secret, host_identity(), b"")
+            return _load_template(template, mm, descriptors, name, host, handle)
+
+        return _attach_or_create_segment(self.digest, lambda: arrays, load, described=False,
+                                         lock_timeout=lock_timeout)
 
 
 def _described_view(mm: Any, descriptors: List[_Descriptor], name: str, host: str) -> np.ndarray:

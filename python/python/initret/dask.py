@@ -45,9 +45,11 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
     ) from error
 
 from . import Dispatcher, IndexOutOfRange
-from ._share import SharedMemoryUntrusted, SharedStateLockTimeout, attach_or_create, content_digest, sweep
+from ._share import (HostState, SharedMemoryUntrusted, SharedStateLockTimeout, attach_or_create, content_digest,
+                     sweep)
 
-__all__ = ["DispatcherPlugin", "get_dispatcher", "popcount", "register", "DEFAULT_NAME"]
+__all__ = ["DispatcherPlugin", "StatePlugin", "get_dispatcher", "get_state", "popcount", "register",
+           "DEFAULT_NAME"]
 
 #: The plugin name :func:`popcount` and :func:`get_dispatcher` look for.
 DEFAULT_NAME = "initret"
@@ -166,6 +168,83 @@ class DispatcherPlugin(WorkerPlugin):
         self.dispatcher = None
         self._release()
         sweep()
+
+class StatePlugin(WorkerPlugin):
+    """Any read-only state placed once per host for every Dask worker: the
+    initret pattern for state that is not a Dispatcher's table.
+
+    ``StatePlugin(state, name="initret-state", lock_timeout=120.0)``;
+    a task calls :func:`get_state` (with the same name) to get it::
+
+        client.register_plugin(initret.dask.StatePlugin({"cache": cache, "table": table}), name="seed")
+
+        def task(i):
+            state = initret.dask.get_state("seed")
+            return state["cache"][i].count("1")
+
+    ``state`` is pickled once, where the plugin is made, with each numpy
+    array and each large dict or list whose contents fit taken out (see
+    :func:`initret.share`); the plugin carries that template, those arrays
+    and a digest of both. On each host the first worker to set it up
+    copies them into a shared memory segment named after the digest (keyed
+    by a per-user secret); the others map it. Each worker's state is the
+    template unpickled around read-only views of that segment (numpy
+    arrays, :class:`initret.SharedDict`, :class:`initret.SharedList`):
+    one copy per host, whatever the number of workers. The same rules as
+    :class:`DispatcherPlugin`: only a segment this user made, for this
+    content, is used; the last worker using it unlinks it.
+    """
+
+    def __init__(self, state: Any, name: str = "initret-state", lock_timeout: float = 120.0) -> None:
+        self.host_state: Optional[HostState] = HostState(state)
+        self.name = name
+        self.lock_timeout = float(lock_timeout)
+        self.state: Any = None
+        self.segment = ""
+        self.created_segment = False
+        self._host_segment: Any = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["state"] = None
+        state["_host_segment"] = None
+        return state
+
+    def setup(self, worker: Any) -> None:
+        """Runs on the worker when the plugin arrives: attaches the host's
+        segment (creating it if this worker is the host's first)."""
+        if self.host_state is None:
+            raise RuntimeError("this StatePlugin was already set up; register a new one")
+        host_state, self.host_state = self.host_state, None
+        self.state, self._host_segment = host_state.attach_or_create(self.lock_timeout)
+        self.segment = self._host_segment.name
+        self.created_segment = self._host_segment.created
+
+    def teardown(self, worker: Any) -> None:
+        """Stops using the segment (the last user unlinks it)."""
+        self.state = None
+        host_segment, self._host_segment = self._host_segment, None
+        if host_segment is not None:
+            host_segment.release()
+        sweep()
+
+
+def get_state(name: str = "initret-state") -> Any:
+    """The state the :class:`StatePlugin` called ``name`` placed on this
+    worker's host. Call it inside a task; ``RuntimeError`` outside a worker
+    or when no such plugin is registered."""
+    try:
+        worker = get_worker()
+    except ValueError as error:
+        raise RuntimeError("initret.dask.get_state() must run inside a Dask task") from error
+    plugin = worker.plugins.get(name)
+    if not isinstance(plugin, StatePlugin) or plugin.state is None:
+        raise RuntimeError(
+            f"no initret state named {name!r} on worker {worker.address}; register one first: "
+            "client.register_plugin(initret.dask.StatePlugin(state), name=...)"
+        )
+    return plugin.state
+
 
 def register(client: Any, table: Any, backend: str = "cpu", threads: int = 0,
              name: str = DEFAULT_NAME, shared: bool = True, lock_timeout: float = 120.0) -> DispatcherPlugin:
