@@ -35,7 +35,7 @@ mod demo {
 
     use initret::gpu::{GpuBackend, adapters};
     use initret::harness::random_queries;
-    use initret::{BitTable, Error, SEED_CHECKSUM, SEED_ROWS};
+    use initret::{BitTable, Error, PopcountBackend, SEED_CHECKSUM, SEED_ROWS};
 
     const LARGE_BATCH: usize = 1 << 24;
 

@@ -2,15 +2,17 @@
 //! table placed once per cache domain (or as [`Placement`] says), and a SIMD
 //! [`LookupKernel`] chosen once at build time.
 
-use crate::arch::{
-    Calibration, CountTable, Isa, Kernel, KernelRequest, LookupKernel, STREAM_MIN_QUERIES,
-};
+mod builder;
+
+pub use builder::CpuBackendBuilder;
+
 use std::sync::Arc;
 
+use crate::arch::{Calibration, CountTable, Isa, Kernel, LookupKernel, STREAM_MIN_QUERIES};
 use crate::pool::python_chunk_len;
 use crate::query::sealed::Words;
 use crate::topology::format_cpu_list;
-use crate::{BitTable, Error, Placement, Pool, QueryIndex, Topology};
+use crate::{Error, Placement, Pool, PopcountBackend, QueryIndex};
 
 /// Batches up to this many queries run on the calling thread against worker
 /// 0's table: handing them to the pool costs more than the lookups
@@ -33,10 +35,13 @@ const MIN_CHUNK: usize = 1 << 14;
 /// with or without prefetching) is the one that measured fastest on this
 /// machine and this table ([`CpuBackend::calibration`]).
 ///
-/// ```
-/// use initret::{BitTable, cpu::CpuBackend};
+/// Built with [`CpuBackend::builder`]; the lookups are the methods of
+/// [`PopcountBackend`].
 ///
-/// let cpu = CpuBackend::new(&BitTable::seed(1000), 2, None)?;
+/// ```
+/// use initret::{BitTable, PopcountBackend, cpu::CpuBackend};
+///
+/// let cpu = CpuBackend::builder().threads(2).build(&BitTable::seed(1000))?;
 /// let mut out = [0; 3];
 /// cpu.popcount_into(&[7, 255, 0], &mut out)?;
 /// assert_eq!(out, [3, 8, 0]);
@@ -47,7 +52,7 @@ const MIN_CHUNK: usize = 1 << 14;
 #[derive(Debug)]
 pub struct CpuBackend {
     // An `Arc` so that counts in memory someone else owns
-    // (`CpuBackend::with_counts`) are read in place by the first copy's
+    // (`CpuBackendBuilder::build_with_counts`) are read in place by the first copy's
     // workers rather than copied.
     pool: Pool<Arc<CountTable>>,
     kernel: LookupKernel,
@@ -66,151 +71,30 @@ struct Wide {
 }
 
 impl CpuBackend {
-    /// Starts `threads` workers (0: one per CPU), places `table`'s per-row
-    /// counts once per cache domain, and picks the kernel by timing the
-    /// candidates on those counts ([`Calibration`]): the kernels of `isa` if
-    /// given, otherwise what `INITRET_FORCE_ISA` asks for
-    /// ([`KernelRequest::from_env`]: every kernel when it is unset).
-    ///
-    /// Fails with [`Error::InvalidTable`] for a table with no rows and with
-    /// [`Error::IsaUnavailable`] for a kernel this CPU cannot run.
+    /// Starts configuring a CPU backend: threads, kernel, placement. See
+    /// [`CpuBackendBuilder`] for the defaults.
     ///
     /// ```
-    /// use initret::{BitTable, arch::Isa, cpu::CpuBackend};
+    /// use initret::{BitTable, PopcountBackend, arch::Isa, cpu::CpuBackend};
     ///
-    /// let cpu = CpuBackend::new(&BitTable::seed(16), 1, Some(Isa::Scalar))?;
+    /// let cpu = CpuBackend::builder().threads(1).kernel_request(Isa::Scalar).build(&BitTable::seed(16))?;
     /// assert_eq!(cpu.isa(), Isa::Scalar);
+    /// assert_eq!(cpu.popcount(&[15])?, vec![4]);
     /// # Ok::<(), initret::Error>(())
     /// ```
-    pub fn new(table: &BitTable, threads: usize, isa: Option<Isa>) -> Result<CpuBackend, Error> {
-        table.require_rows()?;
-        let request = match isa {
-            Some(isa) => KernelRequest::Measure { isa: Some(isa) }.check_available()?,
-            None => KernelRequest::from_env()?,
-        };
-        CpuBackend::with_request(table, threads, request)
-    }
-
-    /// [`CpuBackend::new`] with the kernel request spelled out: measure
-    /// among some candidates, or run a fixed kernel.
-    ///
-    /// ```
-    /// use initret::{BitTable, arch::{Kernel, KernelRequest}, cpu::CpuBackend};
-    ///
-    /// let cpu = CpuBackend::with_request(&BitTable::seed(16), 1, KernelRequest::Fixed(Kernel::SCALAR))?;
-    /// assert_eq!(cpu.kernel(), Kernel::SCALAR);
-    /// assert!(cpu.calibration().rates().is_empty());
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn with_request(
-        table: &BitTable,
-        threads: usize,
-        request: KernelRequest,
-    ) -> Result<CpuBackend, Error> {
-        CpuBackend::with_placement(table, threads, request, Placement::default())
-    }
-
-    /// [`CpuBackend::with_request`] with the counts placed as `placement`
-    /// says.
-    ///
-    /// ```
-    /// use initret::{BitTable, Placement, arch::KernelRequest, cpu::CpuBackend};
-    ///
-    /// let request = KernelRequest::Measure { isa: None };
-    /// let cpu = CpuBackend::with_placement(&BitTable::seed(64), 3, request, Placement::PerWorker)?;
-    /// assert_eq!(cpu.copies(), 3);
-    /// let cpu = CpuBackend::with_placement(&BitTable::seed(64), 3, request, Placement::Shared)?;
-    /// assert_eq!(cpu.copies(), 1);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn with_placement(
-        table: &BitTable,
-        threads: usize,
-        request: KernelRequest,
-        placement: Placement,
-    ) -> Result<CpuBackend, Error> {
-        CpuBackend::with_topology(table, threads, request, placement, Topology::detect())
-    }
-
-    /// [`CpuBackend::with_placement`] over a given topology instead of the
-    /// one the OS reports.
-    pub fn with_topology(
-        table: &BitTable,
-        threads: usize,
-        request: KernelRequest,
-        placement: Placement,
-        topology: Topology,
-    ) -> Result<CpuBackend, Error> {
-        table.require_rows()?;
-        // Derived once here; each copy is then made by a worker of the
-        // domain that reads it, so its memory is first touched there.
-        let derived = CountTable::new(table);
-        let pool = Pool::builder()
-            .threads(threads)
-            .thread_name("initret-cpu")
-            .topology(topology)
-            .build_placed(placement, |_copy| Ok::<_, Error>(Arc::new(derived.clone())))?;
-        drop(derived);
-        CpuBackend::calibrated(pool, request)
-    }
-
-    /// A backend over count tables already derived: read in place by the
-    /// workers of the first copy (a table in shared memory is not copied),
-    /// and copied for every further copy `placement` asks for (other cache
-    /// domains, or every worker but the first with
-    /// [`Placement::PerWorker`]).
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use initret::{BitTable, Placement, arch::{CountTable, KernelRequest}, cpu::CpuBackend};
-    ///
-    /// let derived = CountTable::new(&BitTable::seed(1000));
-    /// let memory = Arc::new(derived.as_bytes().to_vec());
-    /// let counts = CountTable::from_memory(memory, derived.rows(), derived.bytes_per_count())?;
-    /// let cpu = CpuBackend::with_counts(counts, 2, KernelRequest::Measure { isa: None }, Placement::Shared)?;
-    /// let mut out = [0; 2];
-    /// cpu.popcount_into(&[7, 999], &mut out)?;
-    /// assert_eq!(out, [3, 8]);
-    /// assert!(cpu.counts().is_borrowed());
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn with_counts(
-        counts: CountTable,
-        threads: usize,
-        request: KernelRequest,
-        placement: Placement,
-    ) -> Result<CpuBackend, Error> {
-        if counts.rows() == 0 {
-            return Err(Error::InvalidTable("the table has no rows".into()));
-        }
-        let given = Arc::new(counts);
-        let pool = Pool::builder()
-            .threads(threads)
-            .thread_name("initret-cpu")
-            .build_placed(placement, |copy| {
-                Ok::<_, Error>(if copy == 0 {
-                    Arc::clone(&given)
-                } else {
-                    Arc::new((*given).clone())
-                })
-            })?;
-        drop(given);
-        CpuBackend::calibrated(pool, request)
+    pub fn builder() -> CpuBackendBuilder {
+        CpuBackendBuilder::default()
     }
 
     /// Chooses the kernels (for `u32` queries and for 64-bit ones) on the
     /// first copy of the counts.
-    fn calibrated(
-        pool: Pool<Arc<CountTable>>,
-        request: KernelRequest,
-    ) -> Result<CpuBackend, Error> {
+    fn calibrated(pool: Pool<Arc<CountTable>>, candidates: &[Kernel]) -> Result<CpuBackend, Error> {
         let counts = pool
             .copy(0)
             .ok_or_else(|| Error::Internal("the CPU backend has no workers".into()))?;
-        let candidates = request.candidates();
-        let calibration = Calibration::measure(counts, &candidates)?;
+        let calibration = Calibration::measure(counts, candidates)?;
         let kernel = LookupKernel::new(calibration.chosen())?;
-        let wide_calibration = Calibration::measure_wide(counts, &candidates)?;
+        let wide_calibration = Calibration::measure_wide(counts, candidates)?;
         let wide = LookupKernel::new(wide_calibration.chosen())?;
         let rows = counts.rows();
         Ok(CpuBackend {
@@ -267,7 +151,7 @@ impl CpuBackend {
     /// their size, huge pages, and each copy's cache domain.
     ///
     /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
+    /// # let cpu = initret::cpu::CpuBackend::builder().threads(1).build(&initret::BitTable::seed(4))?;
     /// assert!(cpu.placement_summary().starts_with("per-domain: 1 copy of"));
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -316,7 +200,7 @@ impl CpuBackend {
     /// the one chosen.
     ///
     /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(1000), 1, None)?;
+    /// # let cpu = initret::cpu::CpuBackend::builder().threads(1).build(&initret::BitTable::seed(1000))?;
     /// let calibration = cpu.calibration();
     /// assert_eq!(calibration.chosen(), cpu.kernel());
     /// for rate in calibration.rates() {
@@ -333,9 +217,9 @@ impl CpuBackend {
     /// same candidates, so a fixed kernel request fixes both.
     ///
     /// ```
-    /// use initret::{BitTable, arch::{Kernel, KernelRequest}, cpu::CpuBackend};
+    /// use initret::{BitTable, arch::Kernel, cpu::CpuBackend};
     ///
-    /// let cpu = CpuBackend::with_request(&BitTable::seed(16), 1, KernelRequest::Fixed(Kernel::SCALAR))?;
+    /// let cpu = CpuBackend::builder().threads(1).kernel_request(Kernel::SCALAR).build(&BitTable::seed(16))?;
     /// assert_eq!(cpu.wide_kernel(), Kernel::SCALAR);
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -347,7 +231,7 @@ impl CpuBackend {
     /// chosen ([`CpuBackend::wide_kernel`]).
     ///
     /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(1000), 1, None)?;
+    /// # let cpu = initret::cpu::CpuBackend::builder().threads(1).build(&initret::BitTable::seed(1000))?;
     /// assert_eq!(cpu.wide_calibration().chosen(), cpu.wide_kernel());
     /// # Ok::<(), initret::Error>(())
     /// ```
@@ -369,97 +253,15 @@ impl CpuBackend {
     pub fn rows(&self) -> usize {
         self.rows
     }
+}
 
-    /// Writes the popcount of row `queries[i]` to `out[i]`.
-    ///
-    /// Fails with [`Error::OutputLength`] if the lengths differ and with
-    /// [`Error::IndexOutOfRange`] naming the first query `>= rows`; `out` is
-    /// then only partly written.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// let mut out = [0; 2];
-    /// let err = cpu.popcount_into(&[1, 9], &mut out).unwrap_err();
-    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 1, index: 9, rows: 4 }));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
-        self.popcount_indices_into(queries, out)
-    }
-
-    /// [`CpuBackend::popcount_into`] for `u64` queries, read in place by
-    /// [`CpuBackend::wide_kernel`] (no narrowed copy is made). A value
-    /// `>= rows` is [`Error::IndexOutOfRange`] at the first such position.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// let mut out = [0; 3];
-    /// cpu.popcount_u64_into(&[3, 1, 0], &mut out)?;
-    /// assert_eq!(out, [2, 1, 0]);
-    /// let err = cpu.popcount_u64_into(&[1, 1 << 32, u64::MAX], &mut out).unwrap_err();
-    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 1, index: 0x1_0000_0000, rows: 4 }));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
-        self.popcount_indices_into(queries, out)
-    }
-
-    /// [`CpuBackend::popcount_into`] for `i64` queries, read in place by
-    /// [`CpuBackend::wide_kernel`]. A negative value or one `>= rows` is
-    /// [`Error::IndexOutOfRange`] at the first such position.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// let mut out = [0; 3];
-    /// cpu.popcount_i64_into(&[3, 1, 0], &mut out)?;
-    /// assert_eq!(out, [2, 1, 0]);
-    /// let err = cpu.popcount_i64_into(&[1, 2, -7], &mut out).unwrap_err();
-    /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 2, index: -7, rows: 4 }));
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
-        self.popcount_indices_into(queries, out)
-    }
-
-    /// The popcount of row `q` for each `u64` query `q`, in order.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// assert_eq!(cpu.popcount_u64(&[3, 2])?, vec![2, 1]);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn popcount_u64(&self, queries: &[u64]) -> Result<Vec<u32>, Error> {
-        let mut out = vec![0; queries.len()];
-        self.popcount_indices_into(queries, &mut out)?;
-        Ok(out)
-    }
-
-    /// The popcount of row `q` for each `i64` query `q`, in order.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// assert_eq!(cpu.popcount_i64(&[3, 2])?, vec![2, 1]);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn popcount_i64(&self, queries: &[i64]) -> Result<Vec<u32>, Error> {
-        let mut out = vec![0; queries.len()];
-        self.popcount_indices_into(queries, &mut out)?;
-        Ok(out)
-    }
-
-    /// [`CpuBackend::popcount_into`] for queries of any [`QueryIndex`] type,
-    /// for code written once over it: `u32` queries run
-    /// [`CpuBackend::kernel`], `u64` and `i64` ones
-    /// [`CpuBackend::wide_kernel`], each reading its type directly.
-    ///
-    /// ```
-    /// # let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(4), 1, None)?;
-    /// let mut out = [0; 2];
-    /// cpu.popcount_indices_into(&[3i64, 1], &mut out)?;
-    /// assert_eq!(out, [2, 1]);
-    /// # Ok::<(), initret::Error>(())
-    /// ```
-    pub fn popcount_indices_into<Q: QueryIndex>(
+/// The lookups: `u32` queries run [`CpuBackend::kernel`], `u64` and `i64`
+/// ones [`CpuBackend::wide_kernel`], each reading its type in place. Batches
+/// of up to 2^16 queries run on the calling thread against the first copy
+/// of the counts; larger ones are split across the workers, and a bad index
+/// is reported at the lowest position across all chunks.
+impl PopcountBackend for CpuBackend {
+    fn popcount_indices_into<Q: QueryIndex>(
         &self,
         queries: &[Q],
         out: &mut [u32],
@@ -488,20 +290,6 @@ impl CpuBackend {
     }
 }
 
-impl crate::PopcountBackend for CpuBackend {
-    fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
-        CpuBackend::popcount_into(self, queries, out)
-    }
-
-    fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
-        CpuBackend::popcount_u64_into(self, queries, out)
-    }
-
-    fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
-        CpuBackend::popcount_i64_into(self, queries, out)
-    }
-}
-
 /// `67108864` → `"64 MiB"`: whole KiB, MiB or GiB where exact, else one decimal.
 fn format_bytes(bytes: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
@@ -520,11 +308,12 @@ fn format_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::BitTable;
 
     #[test]
     fn large_batches_report_the_first_bad_position_across_chunks() {
         let table = BitTable::seed(1000);
-        let cpu = CpuBackend::new(&table, 2, None).unwrap();
+        let cpu = CpuBackend::builder().threads(2).build(&table).unwrap();
         let mut queries: Vec<u32> = (0..(INLINE_MAX_QUERIES as u32 * 3))
             .map(|i| i % 1000)
             .collect();
@@ -547,7 +336,10 @@ mod tests {
 
     #[test]
     fn empty_table_is_refused() {
-        let err = CpuBackend::new(&BitTable::seed(0), 1, None).unwrap_err();
+        let err = CpuBackend::builder()
+            .threads(1)
+            .build(&BitTable::seed(0))
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidTable(_)));
     }
 }

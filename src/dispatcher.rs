@@ -11,7 +11,7 @@ use std::fmt;
 use crate::arch::CountTable;
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
-use crate::{BitTable, Error, QueryIndex};
+use crate::{BitTable, Error, PopcountBackend, QueryIndex};
 use auto::AutoBackend;
 
 /// Where a [`Dispatcher`] runs its lookups.
@@ -296,20 +296,24 @@ impl Dispatcher {
         }
     }
 
-    /// The popcount of each queried row, in query order.
+    /// The popcount of each queried row, in query order:
+    /// [`PopcountBackend::popcount`], here without the trait in scope.
     ///
     /// ```
     /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
     /// assert_eq!(d.popcount(&[7, 0, 3])?, vec![3, 0, 2]);
     /// # Ok::<(), initret::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
     pub fn popcount(&self, queries: &[u32]) -> Result<Vec<u32>, Error> {
-        let mut out = vec![0; queries.len()];
-        self.popcount_into(queries, &mut out)?;
-        Ok(out)
+        PopcountBackend::popcount(self, queries)
     }
 
-    /// Writes the popcount of row `queries[i]` into `out[i]`.
+    /// Writes the popcount of row `queries[i]` into `out[i]`:
+    /// [`PopcountBackend::popcount_into`].
     ///
     /// `out.len()` must equal `queries.len()` ([`Error::OutputLength`]). On
     /// [`Error::IndexOutOfRange`] `out` may be partly written.
@@ -322,14 +326,19 @@ impl Dispatcher {
     /// assert!(d.popcount_into(&[5, 6], &mut [0; 3]).is_err());
     /// # Ok::<(), initret::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
     pub fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
-        self.popcount_indices_into(queries, out)
+        PopcountBackend::popcount_into(self, queries, out)
     }
 
-    /// [`Dispatcher::popcount_into`] for `u64` queries. The CPU backend
-    /// reads them in place (no narrowed copy); the GPU narrows them on the
-    /// host. A value `>= rows` is [`Error::IndexOutOfRange`] at the first
-    /// such position, with the value.
+    /// [`Dispatcher::popcount_into`] for `u64` queries:
+    /// [`PopcountBackend::popcount_u64_into`]. The CPU backend reads them in
+    /// place (no narrowed copy); the GPU narrows them on the host. A value
+    /// `>= rows` is [`Error::IndexOutOfRange`] at the first such position,
+    /// with the value.
     ///
     /// ```
     /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
@@ -340,13 +349,17 @@ impl Dispatcher {
     /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 0, index: 8, rows: 8 }));
     /// # Ok::<(), initret::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
     pub fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
-        self.popcount_indices_into(queries, out)
+        PopcountBackend::popcount_u64_into(self, queries, out)
     }
 
     /// [`Dispatcher::popcount_into`] for `i64` queries (numpy's default
-    /// integer type), read as [`Dispatcher::popcount_u64_into`] reads
-    /// `u64`; a negative value is out of range too.
+    /// integer type): [`PopcountBackend::popcount_i64_into`]. Read as
+    /// `u64` queries are; a negative value is out of range too.
     ///
     /// ```
     /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
@@ -357,40 +370,66 @@ impl Dispatcher {
     /// assert!(matches!(err, initret::Error::IndexOutOfRange { position: 1, index: -2, rows: 8 }));
     /// # Ok::<(), initret::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
     pub fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
-        self.popcount_indices_into(queries, out)
+        PopcountBackend::popcount_i64_into(self, queries, out)
     }
 
-    /// The popcount of each queried row, for `u64` queries.
+    /// The popcount of each queried row, for `u64` queries:
+    /// [`PopcountBackend::popcount_u64`].
     ///
     /// ```
     /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
     /// assert_eq!(d.popcount_u64(&[7, 0, 3])?, vec![3, 0, 2]);
     /// # Ok::<(), initret::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
     pub fn popcount_u64(&self, queries: &[u64]) -> Result<Vec<u32>, Error> {
-        let mut out = vec![0; queries.len()];
-        self.popcount_indices_into(queries, &mut out)?;
-        Ok(out)
+        PopcountBackend::popcount_u64(self, queries)
     }
 
-    /// The popcount of each queried row, for `i64` queries.
+    /// The popcount of each queried row, for `i64` queries:
+    /// [`PopcountBackend::popcount_i64`].
     ///
     /// ```
     /// # let d = initret::Dispatcher::new(initret::BitTable::seed(8), initret::Backend::Cpu)?;
     /// assert_eq!(d.popcount_i64(&[7, 0, 3])?, vec![3, 0, 2]);
     /// # Ok::<(), initret::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
     pub fn popcount_i64(&self, queries: &[i64]) -> Result<Vec<u32>, Error> {
-        let mut out = vec![0; queries.len()];
-        self.popcount_indices_into(queries, &mut out)?;
-        Ok(out)
+        PopcountBackend::popcount_i64(self, queries)
     }
 
     /// [`Dispatcher::popcount_into`] for queries of any [`QueryIndex`] type
     /// (`u32`, `u64`, `i64`), for code written once over the type (see
-    /// [`QueryIndex`] for an example).
+    /// [`QueryIndex`] for an example): [`PopcountBackend::popcount_indices_into`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
     pub fn popcount_indices_into<Q: QueryIndex>(
+        &self,
+        queries: &[Q],
+        out: &mut [u32],
+    ) -> Result<(), Error> {
+        PopcountBackend::popcount_indices_into(self, queries, out)
+    }
+}
+
+/// The lookups run on the backend the dispatcher was built with; for
+/// [`Backend::Auto`], on the CPU or the GPU by batch size.
+impl PopcountBackend for Dispatcher {
+    fn popcount_indices_into<Q: QueryIndex>(
         &self,
         queries: &[Q],
         out: &mut [u32],
@@ -399,7 +438,7 @@ impl Dispatcher {
         match &self.active {
             ActiveBackend::Cpu(cpu) => cpu.popcount_indices_into(queries, out),
             ActiveBackend::Gpu(gpu) => gpu.popcount_indices_into(queries, out),
-            ActiveBackend::Auto(auto) => auto.popcount_into(queries, out),
+            ActiveBackend::Auto(auto) => auto.popcount_indices_into(queries, out),
         }
     }
 }

@@ -14,7 +14,7 @@ mod common;
 
 use initret::gpu::{GpuBackend, adapters};
 use initret::harness::SplitMix64;
-use initret::{BitTable, Error};
+use initret::{BitTable, Error, PopcountBackend};
 
 /// Builds the backend, or `None` (test skipped) when there is no GPU and
 /// `INITRET_REQUIRE_GPU` is not `1`.

@@ -8,11 +8,11 @@ mod common;
 
 use common::every_kernel;
 
-use initret::arch::{CountTable, Kernel, KernelRequest, LookupKernel};
+use initret::arch::{CountTable, Kernel, LookupKernel};
 use initret::cpu::CpuBackend;
 use initret::harness::INLINE_MAX_QUERIES;
 use initret::harness::{SplitMix64, random_queries, random_table};
-use initret::{BitTable, Error, QueryIndex};
+use initret::{BitTable, Error, PopcountBackend, QueryIndex};
 
 const WIDTHS: [usize; 4] = [1, 3, 8, 16];
 
@@ -219,7 +219,11 @@ fn every_forced_kernel_serves_64_bit_batches_through_the_backend() {
     let clean = random_queries(n, table.rows(), 31);
     let expected = table.reference_popcount(&clean).unwrap();
     for kernel in Kernel::available() {
-        let cpu = CpuBackend::with_request(&table, 2, KernelRequest::Fixed(kernel)).unwrap();
+        let cpu = CpuBackend::builder()
+            .threads(2)
+            .kernel_request(kernel)
+            .build(&table)
+            .unwrap();
         assert_eq!((cpu.kernel(), cpu.wide_kernel()), (kernel, kernel));
         assert_eq!(
             cpu.popcount_u64(&as_u64(&clean)).unwrap(),
@@ -256,12 +260,10 @@ fn every_forced_kernel_serves_64_bit_batches_through_the_backend() {
 
 #[test]
 fn the_64_bit_kernel_is_measured_among_every_available_kernel() {
-    let cpu = CpuBackend::with_request(
-        &random_table(1 << 12, 1, 40).unwrap(),
-        1,
-        KernelRequest::Measure { isa: None },
-    )
-    .unwrap();
+    let cpu = CpuBackend::builder()
+        .threads(1)
+        .build(&random_table(1 << 12, 1, 40).unwrap())
+        .unwrap();
     let rates = cpu.wide_calibration().rates();
     if Kernel::available().len() > 1 {
         assert_eq!(rates.len(), Kernel::available().len());

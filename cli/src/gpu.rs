@@ -4,6 +4,7 @@
 //! without the gpu feature", which becomes a note where the rows would be;
 //! nothing here needs a `cfg`.
 
+use initret::PopcountBackend;
 use initret::gpu::GpuBackend;
 
 use crate::bench::{BenchRow, Point, References, best_time};

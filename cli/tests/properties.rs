@@ -6,9 +6,9 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use initret::arch::{Kernel, KernelRequest};
+use initret::arch::Kernel;
 use initret::cpu::CpuBackend;
-use initret::{BitTable, Error};
+use initret::{BitTable, Error, PopcountBackend};
 use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
 use initret_cli::bench::SplitMix64;
 use proptest::prelude::*;
@@ -62,8 +62,11 @@ fn make_queries(n: usize, rows: usize, seed: u64, shape: u8) -> Vec<u32> {
 fn every_strategy(table: &BitTable, queries: &[u32]) -> Vec<(String, Result<Vec<u32>, Error>)> {
     let mut results = Vec::new();
     for kernel in Kernel::available() {
-        let cpu =
-            CpuBackend::with_request(table, 2, KernelRequest::Fixed(kernel)).expect("cpu backend");
+        let cpu = CpuBackend::builder()
+            .threads(2)
+            .kernel_request(kernel)
+            .build(table)
+            .expect("cpu backend");
         let mut out = vec![0; queries.len()];
         let result = cpu.popcount_into(queries, &mut out).map(|()| out);
         results.push((format!("cpu-{kernel}"), result));

@@ -1,7 +1,7 @@
 //! The portable scalar kernel: one bounds-checked load per query. Runs on
 //! every target and is the fallback for the vector kernels' tails.
 
-use super::CountWord;
+use super::counts::CountWord;
 
 /// A query word the kernels read: `u32`, or `u64`, which also carries `i64`
 /// batches (a negative `i64` is a `u64` of at least 2^63, past any table).

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 /// Memory that holds a count table and that someone else owns: a
 /// shared-memory mapping made by another process, say. A
-/// [`CountTable`](super::CountTable) built over it with
-/// [`CountTable::from_memory`](super::CountTable::from_memory) reads it in
+/// [`CountTable`](super::counts::CountTable) built over it with
+/// [`CountTable::from_memory`](super::counts::CountTable::from_memory) reads it in
 /// place and keeps the owner alive.
 ///
 /// # Safety

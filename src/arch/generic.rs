@@ -8,13 +8,13 @@
 //! The counts are fetched one of two ways, chosen by the `GATHER` parameter:
 //! with the ISA's gather instruction, or with unrolled scalar loads of the
 //! already range-checked indices. Which is faster depends on the machine,
-//! not on the instruction set, so [`Calibration`](super::Calibration) times
+//! not on the instruction set, so [`Calibration`](super::select::Calibration) times
 //! both and keeps the faster. Either way, a non-zero `prefetch` distance asks for the count
 //! of the query that many positions ahead, so that tables far larger than
 //! the caches keep many DRAM misses in flight.
 
-use super::CountWord;
 use super::all::{self, QUERY_PREFETCH_AHEAD, QueryWord};
+use super::counts::CountWord;
 
 /// The handful of vector operations the algorithm needs.
 ///
@@ -140,7 +140,7 @@ macro_rules! target_lookups {
             /// # Safety
             #[doc = concat!("The CPU supports ", $isa, ", and the rest of [`generic::lookup`]'s contract holds.")]
             #[target_feature(enable = $feature)]
-            pub(crate) unsafe fn $name<C: $crate::arch::CountWord, Q: $crate::arch::generic::VectorQuery>(
+            pub(crate) unsafe fn $name<C: $crate::arch::counts::CountWord, Q: $crate::arch::generic::VectorQuery>(
                 padded: &[C],
                 rows: usize,
                 queries: &[Q],
@@ -175,7 +175,7 @@ const MAX_LANES: usize = 16;
 /// # Safety
 /// The CPU supports `V`'s ISA; `V::LANES <= 16`; `padded` holds `rows`
 /// counts and then enough padding that 4 bytes can be read from the start of
-/// any of them (as [`CountTable`](super::CountTable) stores them); with
+/// any of them (as [`CountTable`](super::counts::CountTable) stores them); with
 /// `GATHER`, `rows × C::BYTES <= 2^31`; and `out.len() >= queries.len()`.
 #[inline(always)]
 pub(crate) unsafe fn lookup<V: LaneVector, C: CountWord, Q: VectorQuery, const GATHER: bool>(

@@ -4,8 +4,20 @@
 
 use std::fmt;
 
-use super::{FORCE_ISA_ENV, Isa, all};
+use super::all;
+use super::isa::Isa;
 use crate::Error;
+
+/// Environment variable that steers the CPU kernel: an instruction set's
+/// name (`scalar`, `avx2`, `avx512`, `neon`) limits the measurement to that
+/// ISA's kernels, and a kernel's full name (`avx512-gather`, `scalar-pf128`;
+/// `scalar-loads` for the plain scalar loop) fixes the kernel. Read by
+/// [`KernelRequest::from_env`] only: by a [`Dispatcher`](crate::Dispatcher)
+/// whose builder was given no kernel, and by a CPU backend whose builder
+/// was asked to ([`CpuBackendBuilder::kernel_request_from_env`]).
+///
+/// [`CpuBackendBuilder::kernel_request_from_env`]: crate::cpu::CpuBackendBuilder::kernel_request_from_env
+pub const FORCE_ISA_ENV: &str = "INITRET_FORCE_ISA";
 
 /// How a kernel reads the counts of a block of range-checked queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,7 +31,7 @@ pub enum Fetch {
 
 /// The prefetch distances (in queries) that kernels are offered with, as
 /// well as none. Which one, if any, wins depends on the table against this
-/// machine's caches, so [`Calibration`](super::Calibration) picks
+/// machine's caches, so [`Calibration`](super::select::Calibration) picks
 /// (measurements in BENCHMARKS.md).
 pub(crate) const PREFETCH_DISTANCES: [u16; 2] = [32, 128];
 
@@ -245,6 +257,31 @@ impl std::str::FromStr for Kernel {
     }
 }
 
+// `Isa::selected` lives here, beside the request it reads, so that `isa.rs`
+// needs nothing from this file.
+impl Isa {
+    /// The instruction set `INITRET_FORCE_ISA` names (on its own or as
+    /// part of a kernel's name), if set, otherwise [`Isa::detected`]. Fails
+    /// with [`Error::IsaUnavailable`] if the variable names an unknown kernel
+    /// or one this CPU cannot run, rather than quietly running another. The
+    /// kernel a CPU backend runs is measured: among this ISA's kernels when
+    /// the variable names one, among every available kernel when it is
+    /// unset (see [`KernelRequest`] and [`Calibration`](super::select::Calibration)).
+    ///
+    /// ```
+    /// let isa = initret::arch::Isa::selected()?;
+    /// assert!(isa.is_available());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn selected() -> Result<Isa, Error> {
+        Ok(match KernelRequest::from_env()? {
+            KernelRequest::Measure { isa: Some(isa) } => isa,
+            KernelRequest::Measure { isa: None } => Isa::detected(),
+            KernelRequest::Fixed(kernel) => kernel.isa(),
+        })
+    }
+}
+
 /// Which kernel a CPU backend should run.
 ///
 /// ```
@@ -328,6 +365,30 @@ impl KernelRequest {
             KernelRequest::Measure { isa: None } => Kernel::available(),
             KernelRequest::Fixed(kernel) => vec![kernel],
         }
+    }
+}
+
+/// An instruction set as a request: measure its kernels, keep the fastest.
+///
+/// ```
+/// use initret::arch::{Isa, KernelRequest};
+/// assert_eq!(KernelRequest::from(Isa::Avx2), KernelRequest::Measure { isa: Some(Isa::Avx2) });
+/// ```
+impl From<Isa> for KernelRequest {
+    fn from(isa: Isa) -> KernelRequest {
+        KernelRequest::Measure { isa: Some(isa) }
+    }
+}
+
+/// A kernel as a request: run it, unmeasured.
+///
+/// ```
+/// use initret::arch::{Kernel, KernelRequest};
+/// assert_eq!(KernelRequest::from(Kernel::SCALAR), KernelRequest::Fixed(Kernel::SCALAR));
+/// ```
+impl From<Kernel> for KernelRequest {
+    fn from(kernel: Kernel) -> KernelRequest {
+        KernelRequest::Fixed(kernel)
     }
 }
 

@@ -16,7 +16,9 @@
 
 use std::time::Duration;
 
-use super::{CountTable, Kernel, LookupKernel};
+use super::counts::CountTable;
+use super::kernel::Kernel;
+use super::lookup::LookupKernel;
 use crate::random::SplitMix64;
 use crate::{Error, QueryIndex};
 
@@ -205,7 +207,8 @@ impl Calibration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{Fetch, Isa};
+    use crate::arch::isa::Isa;
+    use crate::arch::kernel::Fetch;
 
     fn kernels() -> Vec<Kernel> {
         vec![

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
-use crate::{Error, QueryIndex};
+use crate::{Error, PopcountBackend, QueryIndex};
 
 /// Batch sizes `Auto` tries when it measures the CPU/GPU crossover.
 const CROSSOVER_CANDIDATES: [usize; 6] = [1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22];
@@ -85,8 +85,12 @@ impl AutoBackend {
             .cloned()
             .unwrap_or_else(|| self.decision.clone())
     }
+}
 
-    pub(super) fn popcount_into<Q: QueryIndex>(
+/// The GPU for batches at or above the crossover, the CPU for the rest and
+/// for everything after the GPU device was lost.
+impl PopcountBackend for AutoBackend {
+    fn popcount_indices_into<Q: QueryIndex>(
         &self,
         queries: &[Q],
         out: &mut [u32],

@@ -2,8 +2,8 @@
 
 use super::auto::AutoBackend;
 use super::{ActiveBackend, Backend, Dispatcher};
-use crate::arch::{CountTable, Isa, Kernel, KernelRequest};
-use crate::cpu::CpuBackend;
+use crate::arch::{CountTable, Isa, Kernel};
+use crate::cpu::{CpuBackend, CpuBackendBuilder};
 use crate::gpu::GpuBackend;
 use crate::{BitTable, Error, Placement};
 
@@ -24,9 +24,8 @@ use crate::{BitTable, Error, Placement};
 pub struct DispatcherBuilder {
     source: TableSource,
     backend: Backend,
-    threads: usize,
-    kernel: Option<KernelRequest>,
-    placement: Placement,
+    /// The CPU backend's settings, for [`Backend::Cpu`] and [`Backend::Auto`].
+    cpu: CpuBackendBuilder,
     auto_accepts_software_gpu: bool,
     auto_crossover: Option<usize>,
 }
@@ -46,9 +45,10 @@ impl DispatcherBuilder {
         DispatcherBuilder {
             source,
             backend: Backend::Auto,
-            threads: 0,
-            kernel: None,
-            placement: Placement::PerDomain,
+            // Unless a kernel is given, `INITRET_FORCE_ISA` says which, read
+            // only when a CPU backend is built: it must not stop a GPU-only
+            // dispatcher from building.
+            cpu: CpuBackend::builder().kernel_request_from_env(),
             auto_accepts_software_gpu: false,
             auto_crossover: None,
         }
@@ -79,7 +79,7 @@ impl DispatcherBuilder {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn threads(mut self, threads: usize) -> DispatcherBuilder {
-        self.threads = threads;
+        self.cpu = self.cpu.threads(threads);
         self
     }
 
@@ -87,7 +87,7 @@ impl DispatcherBuilder {
     /// measures that ISA's kernels (gathers or scalar loads, prefetching or
     /// not) and keeps the fastest. Overrides `INITRET_FORCE_ISA`. Default:
     /// what `INITRET_FORCE_ISA` asks for, or every kernel this CPU can run
-    /// ([`KernelRequest::from_env`]).
+    /// ([`KernelRequest::from_env`](crate::arch::KernelRequest::from_env)).
     ///
     /// ```
     /// use initret::{Backend, BitTable, Dispatcher, arch::Isa};
@@ -97,7 +97,7 @@ impl DispatcherBuilder {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn isa(mut self, isa: Isa) -> DispatcherBuilder {
-        self.kernel = Some(KernelRequest::Measure { isa: Some(isa) });
+        self.cpu = self.cpu.kernel_request(isa);
         self
     }
 
@@ -116,7 +116,7 @@ impl DispatcherBuilder {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn placement(mut self, placement: Placement) -> DispatcherBuilder {
-        self.placement = placement;
+        self.cpu = self.cpu.placement(placement);
         self
     }
 
@@ -130,7 +130,7 @@ impl DispatcherBuilder {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn kernel(mut self, kernel: Kernel) -> DispatcherBuilder {
-        self.kernel = Some(KernelRequest::Fixed(kernel));
+        self.cpu = self.cpu.kernel_request(kernel);
         self
     }
 
@@ -169,17 +169,10 @@ impl DispatcherBuilder {
     /// # Ok::<(), initret::Error>(())
     /// ```
     pub fn build(self) -> Result<Dispatcher, Error> {
-        // Only the CPU backend has a kernel to choose: `INITRET_FORCE_ISA`
-        // must not stop a GPU-only dispatcher from building.
-        let request = || match self.kernel {
-            Some(request) => request.check_available(),
-            None => KernelRequest::from_env(),
-        };
         let (rows, words_per_row, active) = match self.source {
             TableSource::Table(table) => {
                 table.require_rows()?;
-                let cpu =
-                    || CpuBackend::with_placement(&table, self.threads, request()?, self.placement);
+                let cpu = || self.cpu.clone().build(&table);
                 let active = match self.backend {
                     Backend::Cpu => ActiveBackend::Cpu(cpu()?),
                     Backend::Gpu => ActiveBackend::Gpu(GpuBackend::new(&table)?),
@@ -208,12 +201,7 @@ impl DispatcherBuilder {
                     backend => {
                         // The CPU reads the counts in place; the GPU, if
                         // any, uploads them from there.
-                        let cpu = CpuBackend::with_counts(
-                            counts,
-                            self.threads,
-                            request()?,
-                            self.placement,
-                        )?;
+                        let cpu = self.cpu.clone().build_with_counts(counts)?;
                         if backend == Backend::Cpu {
                             ActiveBackend::Cpu(cpu)
                         } else {

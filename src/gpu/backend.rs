@@ -18,7 +18,8 @@ use super::stream::Ring;
 use super::summary::AdapterSummary;
 use super::timings::{GpuTimings, MAX_TIMEOUT};
 use crate::arch::CountTable;
-use crate::{BitTable, Error, PopcountBackend};
+use crate::query::narrow_checked;
+use crate::{BitTable, Error, PopcountBackend, QueryIndex};
 
 /// Popcount lookups on a GPU, into per-row counts derived on the device once.
 ///
@@ -26,7 +27,7 @@ use crate::{BitTable, Error, PopcountBackend};
 /// one internal lock (one device queue does the work either way).
 ///
 /// ```
-/// use initret::{BitTable, Error, gpu::GpuBackend};
+/// use initret::{BitTable, Error, PopcountBackend, gpu::GpuBackend};
 ///
 /// # fn main() -> Result<(), initret::Error> {
 /// let table = BitTable::from_rows(2, vec![0b1011, 0, u32::MAX, 1])?;
@@ -114,7 +115,7 @@ impl GpuBackend {
     /// fail like any call: [`Error::GpuTimeout`] or [`Error::DeviceLost`].
     ///
     /// ```
-    /// use initret::{BitTable, Error, gpu::GpuBackend};
+    /// use initret::{BitTable, Error, PopcountBackend, gpu::GpuBackend};
     ///
     /// match GpuBackend::new(&BitTable::seed(16)) {
     ///     Ok(gpu) => assert_eq!(gpu.popcount(&[15])?, vec![4]),
@@ -137,7 +138,7 @@ impl GpuBackend {
     /// never needed. Fails as [`GpuBackend::new`] does.
     ///
     /// ```
-    /// use initret::{BitTable, Error, arch::CountTable, gpu::GpuBackend};
+    /// use initret::{BitTable, Error, PopcountBackend, arch::CountTable, gpu::GpuBackend};
     ///
     /// let counts = CountTable::new(&BitTable::seed(16));
     /// match GpuBackend::from_counts(&counts, 1) {
@@ -253,59 +254,7 @@ impl GpuBackend {
             .set_timeout(timeout.min(MAX_TIMEOUT));
     }
 
-    /// Writes the popcount of row `queries[i]` into `out[i]` for every `i`.
-    ///
-    /// Any batch size is accepted; large ones are streamed in chunks.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::OutputLength`] when `out.len() != queries.len()`;
-    /// [`Error::IndexOutOfRange`] for the lowest position whose index is
-    /// `>= rows` (`out` then holds unspecified values);
-    /// [`Error::DeviceLost`], [`Error::GpuTimeout`] or [`Error::Gpu`] when the
-    /// device fails.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
-    /// let mut out = [0u32; 3];
-    /// gpu.popcount_into(&[7, 0, 5], &mut out)?;
-    /// assert_eq!(out, [3, 0, 2]);
-    /// assert!(gpu.popcount_into(&[1, 2], &mut out).is_err()); // wrong length
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
-        Error::check_output_len(queries.len(), out.len())?;
-        if queries.is_empty() {
-            return Ok(());
-        }
-        self.with_state(|state| {
-            state
-                .ring
-                .popcount(state.device, state.lookup, queries, out)
-        })
-    }
-
-    /// The popcount of row `q` for each query `q`, in order.
-    ///
-    /// Same contract as [`GpuBackend::popcount_into`].
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
-    /// assert_eq!(gpu.popcount(&[7, 0, 5])?, vec![3, 0, 2]);
-    /// assert!(gpu.popcount(&[])?.is_empty());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn popcount(&self, queries: &[u32]) -> Result<Vec<u32>, Error> {
-        let mut out = vec![0; queries.len()];
-        self.popcount_into(queries, &mut out)?;
-        Ok(out)
-    }
-
-    /// Like [`GpuBackend::popcount_into`], but each phase (upload, dispatch,
+    /// Like [`PopcountBackend::popcount_into`], but each phase (upload, dispatch,
     /// read-back) runs to completion before the next starts, and its
     /// wall-clock time is returned. Batches larger than one chunk add up the
     /// phases of every chunk.
@@ -407,8 +356,8 @@ impl GpuBackend {
     /// # Errors
     ///
     /// [`Error::IndexOutOfRange`] when the batch held an index `>= rows`
-    /// (lowest position, as for [`GpuBackend::popcount`]); device failures as
-    /// for [`GpuBackend::popcount_into`]; [`Error::ForeignGpuValue`] when
+    /// (lowest position, as for [`PopcountBackend::popcount`]); device failures as
+    /// for [`PopcountBackend::popcount_into`]; [`Error::ForeignGpuValue`] when
     /// `counts` belong to another backend, [`Error::CountsIncomplete`] when
     /// their last lookup did not complete.
     ///
@@ -513,17 +462,60 @@ impl GpuBackend {
     }
 }
 
+/// The lookups: any batch size is accepted, and large ones are streamed in
+/// chunks through a ring of reused buffer sets, so that upload, compute and
+/// read-back overlap. A `u32` batch goes to the device as it is; WGSL has no
+/// 64-bit integers, so a `u64` or `i64` batch is narrowed to `u32` on the
+/// host first, in one pass that also range checks it (a negative value or
+/// one `>= rows` is then [`Error::IndexOutOfRange`] before anything reaches
+/// the device). A bad `u32` index is flagged by the shader (an `atomicMin`
+/// on the position): an error naming the lowest position, never a clamped
+/// count. A device failure is [`Error::DeviceLost`], [`Error::GpuTimeout`]
+/// or [`Error::Gpu`].
+///
+/// ```
+/// use initret::{BitTable, Error, PopcountBackend, gpu::GpuBackend};
+///
+/// match GpuBackend::new(&BitTable::seed(8)) {
+///     Ok(gpu) => {
+///         let mut out = [0; 3];
+///         gpu.popcount_into(&[7, 0, 5], &mut out)?;
+///         assert_eq!(out, [3, 0, 2]);
+///         assert!(gpu.popcount_into(&[1, 2], &mut out).is_err()); // wrong length
+///         assert!(gpu.popcount(&[])?.is_empty());
+///         assert_eq!(gpu.popcount_i64(&[7, 5])?, vec![3, 2]);
+///         assert!(matches!(
+///             gpu.popcount_u64(&[1, u64::MAX]),
+///             Err(Error::IndexOutOfRange { position: 1, index, rows: 8 }) if index == i128::from(u64::MAX)
+///         ));
+///         assert!(matches!(
+///             gpu.popcount_i64(&[1, 2, -1]),
+///             Err(Error::IndexOutOfRange { position: 2, index: -1, rows: 8 })
+///         ));
+///     }
+///     Err(Error::GpuUnavailable(_reason)) => {
+/// #       assert!(!initret::harness::gpu_required(), "{_reason}");
+///     }
+///     Err(other) => return Err(other),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
 impl PopcountBackend for GpuBackend {
-    fn popcount_into(&self, queries: &[u32], out: &mut [u32]) -> Result<(), Error> {
-        GpuBackend::popcount_into(self, queries, out)
-    }
-
-    fn popcount_u64_into(&self, queries: &[u64], out: &mut [u32]) -> Result<(), Error> {
-        GpuBackend::popcount_u64_into(self, queries, out)
-    }
-
-    fn popcount_i64_into(&self, queries: &[i64], out: &mut [u32]) -> Result<(), Error> {
-        GpuBackend::popcount_i64_into(self, queries, out)
+    fn popcount_indices_into<Q: QueryIndex>(
+        &self,
+        queries: &[Q],
+        out: &mut [u32],
+    ) -> Result<(), Error> {
+        Error::check_output_len(queries.len(), out.len())?;
+        let queries = narrow_checked(queries, self.rows())?;
+        if queries.is_empty() {
+            return Ok(());
+        }
+        self.with_state(|state| {
+            state
+                .ring
+                .popcount(state.device, state.lookup, &queries, out)
+        })
     }
 }
 

@@ -110,47 +110,8 @@ impl GpuBackend {
         match self.never {}
     }
 
-    /// Writes the popcount of row `queries[i]` into `out[i]`.
-    pub fn popcount_into(&self, _queries: &[u32], _out: &mut [u32]) -> Result<(), Error> {
-        match self.never {}
-    }
-
-    /// The popcount of row `q` for each query `q`.
-    pub fn popcount(&self, _queries: &[u32]) -> Result<Vec<u32>, Error> {
-        match self.never {}
-    }
-
     /// Number of rows of the table.
     pub fn rows(&self) -> usize {
-        match self.never {}
-    }
-
-    /// `popcount_into` for `u64` queries.
-    pub fn popcount_u64_into(&self, _queries: &[u64], _out: &mut [u32]) -> Result<(), Error> {
-        match self.never {}
-    }
-
-    /// `popcount_into` for `i64` queries.
-    pub fn popcount_i64_into(&self, _queries: &[i64], _out: &mut [u32]) -> Result<(), Error> {
-        match self.never {}
-    }
-
-    /// `popcount` for `u64` queries.
-    pub fn popcount_u64(&self, _queries: &[u64]) -> Result<Vec<u32>, Error> {
-        match self.never {}
-    }
-
-    /// `popcount` for `i64` queries.
-    pub fn popcount_i64(&self, _queries: &[i64]) -> Result<Vec<u32>, Error> {
-        match self.never {}
-    }
-
-    /// `popcount_into` for queries of any [`QueryIndex`] type.
-    pub fn popcount_indices_into<Q: QueryIndex>(
-        &self,
-        _queries: &[Q],
-        _out: &mut [u32],
-    ) -> Result<(), Error> {
         match self.never {}
     }
 
@@ -203,15 +164,11 @@ impl GpuBackend {
 }
 
 impl PopcountBackend for GpuBackend {
-    fn popcount_into(&self, _queries: &[u32], _out: &mut [u32]) -> Result<(), Error> {
-        match self.never {}
-    }
-
-    fn popcount_u64_into(&self, _queries: &[u64], _out: &mut [u32]) -> Result<(), Error> {
-        match self.never {}
-    }
-
-    fn popcount_i64_into(&self, _queries: &[i64], _out: &mut [u32]) -> Result<(), Error> {
+    fn popcount_indices_into<Q: QueryIndex>(
+        &self,
+        _queries: &[Q],
+        _out: &mut [u32],
+    ) -> Result<(), Error> {
         match self.never {}
     }
 }

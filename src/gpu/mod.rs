@@ -8,9 +8,10 @@
 //! CPU workers' count table) and compiles the lookup pipeline. Each call
 //! then only moves queries and counts:
 //!
-//! * [`GpuBackend::popcount`] / [`GpuBackend::popcount_into`]: end to end,
-//!   any batch size; large batches stream through a ring of reused buffer
-//!   sets so that upload, compute and read-back overlap.
+//! * the methods of [`PopcountBackend`](crate::PopcountBackend)
+//!   (`popcount`, `popcount_into`, ...): end to end, any batch size; large
+//!   batches stream through a ring of reused buffer sets so that upload,
+//!   compute and read-back overlap.
 //! * [`GpuBackend::upload_batch`], [`GpuBackend::popcount_resident`],
 //!   [`GpuBackend::read_back`]: queries and counts stay on the device until
 //!   asked for.
@@ -48,7 +49,7 @@
 //! is in `shaders/`.
 //!
 //! ```
-//! use initret::{BitTable, Error, gpu::GpuBackend};
+//! use initret::{BitTable, Error, PopcountBackend, gpu::GpuBackend};
 //!
 //! let table = BitTable::seed(65535);
 //! let gpu = match GpuBackend::new(&table) {
@@ -92,8 +93,6 @@ mod resident;
 mod staging;
 #[cfg(feature = "gpu")]
 mod stream;
-#[cfg(feature = "gpu")]
-mod wide;
 
 #[cfg(not(feature = "gpu"))]
 mod disabled;

@@ -26,7 +26,7 @@ pub fn gpu_required() -> bool {
 /// required: in a test either is a failure.
 ///
 /// ```
-/// use initret::{BitTable, gpu::GpuBackend, harness::gpu_or_skip};
+/// use initret::{BitTable, PopcountBackend, gpu::GpuBackend, harness::gpu_or_skip};
 ///
 /// if let Some(gpu) = gpu_or_skip(GpuBackend::new(&BitTable::seed(16))) {
 ///     assert_eq!(gpu.popcount(&[15]).unwrap(), vec![4]);

@@ -1,4 +1,4 @@
-//! The streaming ring behind [`GpuBackend::popcount_into`](super::GpuBackend::popcount_into)
+//! The streaming ring behind [`GpuBackend`](super::GpuBackend)'s lookups
 //! and [`GpuBackend::popcount_timed`](super::GpuBackend::popcount_timed):
 //! reused buffer sets that chunks of a batch cycle through, the shape of
 //! wgpu's `repeated_compute` example.

@@ -8,7 +8,7 @@ use super::counts::{CountLayout, Piece, SEGMENT_WORDS, Segments};
 use super::device::{WORKGROUP_SIZE, dispatch_grid};
 use super::skip::gpu_or_skip;
 use crate::random::{SplitMix64, random_queries, random_table};
-use crate::{BitTable, Error};
+use crate::{BitTable, Error, PopcountBackend};
 
 fn backend(table: &BitTable) -> Option<GpuBackend> {
     gpu_or_skip(GpuBackend::new(table))

@@ -12,8 +12,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// [`GpuBackend::popcount_timed`](super::GpuBackend::popcount_timed) call.
 ///
 /// Each phase ends with a wait for the GPU, so the phases do not overlap
-/// (unlike [`GpuBackend::popcount`](super::GpuBackend::popcount), which
-/// overlaps them on large batches).
+/// (unlike [`PopcountBackend::popcount`](crate::PopcountBackend::popcount),
+/// which overlaps them on large batches).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GpuTimings {
     /// Writing the queries (and the small per-dispatch parameters) into the

@@ -421,7 +421,7 @@ pub struct CpuRows {
 /// ```
 pub fn measure_cpu_point(spec: &PointSpec, point: &Point) -> Result<CpuRows, CliError> {
     use crate::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
-    use initret::arch::KernelRequest;
+    use initret::PopcountBackend;
     use initret::cpu::CpuBackend;
 
     let (table, batch) = (&point.table, point.queries.as_slice());
@@ -451,12 +451,11 @@ pub fn measure_cpu_point(spec: &PointSpec, point: &Point) -> Result<CpuRows, Cli
     // the point's table without copying it, so the resident memory it adds
     // is its own: the count tables, its threads, the calibration buffers.
     let before = resident_bytes();
-    let cpu = CpuBackend::with_placement(
-        table,
-        spec.threads,
-        KernelRequest::from_env()?,
-        spec.placement,
-    )?;
+    let cpu = CpuBackend::builder()
+        .threads(spec.threads)
+        .kernel_request_from_env()
+        .placement(spec.placement)
+        .build(table)?;
     let added = before
         .zip(resident_bytes())
         .map(|(before, after)| after.saturating_sub(before));

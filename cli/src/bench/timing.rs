@@ -56,7 +56,7 @@ pub fn best_time<T, E>(f: impl FnMut() -> Result<T, E>) -> Result<Duration, E> {
 /// report.
 ///
 /// ```
-/// let cpu = initret::cpu::CpuBackend::new(&initret::BitTable::seed(16), 1, None)?;
+/// let cpu = initret::cpu::CpuBackend::builder().threads(1).build(&initret::BitTable::seed(16))?;
 /// assert!(!initret_cli::bench::kernel_name(&cpu).is_empty());
 /// # Ok::<(), initret::Error>(())
 /// ```
@@ -79,8 +79,12 @@ pub const DRAM_SIZED_ROWS: usize = 1 << 26;
 /// ```
 pub fn calibration_report(name: &str, rows: usize, threads: usize) -> String {
     let mut out = format!("{name} table ({rows} rows × 1 word): ");
-    let cpu = random_table(rows, 1, 0x5EED ^ 1)
-        .and_then(|table| initret::cpu::CpuBackend::new(&table, threads, None));
+    let cpu = random_table(rows, 1, 0x5EED ^ 1).and_then(|table| {
+        initret::cpu::CpuBackend::builder()
+            .threads(threads)
+            .kernel_request_from_env()
+            .build(&table)
+    });
     let cpu = match cpu {
         Ok(cpu) => cpu,
         Err(e) => {
