@@ -57,9 +57,8 @@ pub struct CpuBackend {
     pool: Pool<Arc<CountTable>>,
     kernel: LookupKernel,
     calibration: Calibration,
-    /// The kernel for `u64` and `i64` queries, measured on its own (boxed,
-    /// so that the backend stays about the size of a GPU handle).
-    wide: Box<Wide>,
+    /// The kernel for `u64` and `i64` queries, measured on its own.
+    wide: Wide,
     rows: usize,
 }
 
@@ -101,10 +100,10 @@ impl CpuBackend {
             pool,
             kernel,
             calibration,
-            wide: Box::new(Wide {
+            wide: Wide {
                 kernel: wide,
                 calibration: wide_calibration,
-            }),
+            },
             rows,
         })
     }

@@ -43,6 +43,21 @@ pub enum Error {
         output: usize,
     },
 
+    /// The result type asked for is narrower than the table's counts: a
+    /// `u8` result for a table whose counts need `u16`, say. Reported
+    /// before any lookup; a result type at least
+    /// [`CountTable::bytes_per_count`](crate::arch::CountTable::bytes_per_count)
+    /// bytes wide holds every count.
+    #[error(
+        "results of {output_bytes} byte(s) cannot hold this table's counts, which need {count_bytes}"
+    )]
+    OutputTooNarrow {
+        /// Bytes of one result asked for.
+        output_bytes: usize,
+        /// Bytes a count of this table needs.
+        count_bytes: usize,
+    },
+
     /// The GPU backend cannot be used: no adapter, `INITRET_ADAPTER` matches
     /// none, the crate was built without the `gpu` feature, or the count
     /// buffer the table needs exceeds the adapter's limits.

@@ -46,7 +46,7 @@ fn check_bad<Q: QueryIndex>(
     position: usize,
     value: Q,
 ) {
-    let mut out = vec![0; queries.len()];
+    let mut out = vec![0u32; queries.len()];
     let expected = (position, value.to_i128(), table.rows());
     match kernel.lookup_indices(counts, queries, &mut out) {
         Err(Error::IndexOutOfRange {
@@ -278,14 +278,14 @@ fn output_of_the_wrong_length_is_an_error_for_64_bit_queries() {
     let counts = CountTable::from_counts(&[1, 2]);
     for kernel in every_kernel() {
         assert!(matches!(
-            kernel.lookup_indices(&counts, &[0u64, 1, 0], &mut [0; 2]),
+            kernel.lookup_indices(&counts, &[0u64, 1, 0], &mut [0u32; 2]),
             Err(Error::OutputLength {
                 queries: 3,
                 output: 2
             })
         ));
         assert!(matches!(
-            kernel.lookup_indices(&counts, &[0i64], &mut [0; 2]),
+            kernel.lookup_indices(&counts, &[0i64], &mut [0u32; 2]),
             Err(Error::OutputLength {
                 queries: 1,
                 output: 2

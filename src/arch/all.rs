@@ -28,18 +28,20 @@ impl QueryWord for u64 {
 }
 
 /// Writes `counts[queries[i]]` to `out[i]`; on the first query
-/// `>= counts.len()` stops and returns its position.
+/// `>= counts.len()` stops and returns its position. The results are of any
+/// [`CountWord`] type `R` at least as wide as the counts' values (the
+/// caller checks; a wider count would be truncated).
 ///
 /// Only `min(queries.len(), out.len())` queries are looked at.
 #[inline]
-pub(crate) fn lookup<C: CountWord, Q: QueryWord>(
+pub(crate) fn lookup<C: CountWord, Q: QueryWord, R: CountWord>(
     counts: &[C],
     queries: &[Q],
-    out: &mut [u32],
+    out: &mut [R],
 ) -> Result<(), usize> {
     for (position, (&index, slot)) in queries.iter().zip(out.iter_mut()).enumerate() {
         match counts.get(index.row()) {
-            Some(&count) => *slot = count.into(),
+            Some(&count) => *slot = R::truncate(count.into()),
             None => return Err(position),
         }
     }
@@ -53,10 +55,10 @@ pub(crate) fn lookup<C: CountWord, Q: QueryWord>(
 /// counts with non-temporal stores where the target has them, so that the
 /// measurement between kernels compares fetch strategies, not store paths.
 #[inline]
-fn lookup_hinted<C: CountWord, Q: QueryWord>(
+fn lookup_hinted<C: CountWord, Q: QueryWord, R: CountWord>(
     counts: &[C],
     queries: &[Q],
-    out: &mut [u32],
+    out: &mut [R],
     distance: usize,
     streaming: bool,
 ) -> Result<(), usize> {
@@ -76,8 +78,8 @@ fn lookup_hinted<C: CountWord, Q: QueryWord>(
             prefetch_read(counts.as_ptr().wrapping_add(ahead.row()).cast());
         }
         match counts.get(index.row()) {
-            Some(&count) if streaming => store_streaming(slot, count.into()),
-            Some(&count) => *slot = count.into(),
+            Some(&count) if streaming => store_streaming(slot, R::truncate(count.into())),
+            Some(&count) => *slot = R::truncate(count.into()),
             None => {
                 result = Err(position);
                 break;
@@ -96,19 +98,25 @@ fn lookup_hinted<C: CountWord, Q: QueryWord>(
 /// (measurements in BENCHMARKS.md).
 pub(crate) const QUERY_PREFETCH_AHEAD: usize = 2048;
 
-/// `*slot = value`, bypassing the caches where the target can (`movnti`).
+/// `*slot = value`, bypassing the caches where the target can (`movnti`,
+/// which stores 32-bit words: narrower results are stored normally).
 #[inline(always)]
-fn store_streaming(slot: &mut u32, value: u32) {
+fn store_streaming<R: CountWord>(slot: &mut R, value: R) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `movnti` is part of SSE2, in the x86-64 baseline; `slot` is a
-    // valid, aligned `u32`. `store_fence` orders it before later stores.
-    unsafe {
-        std::arch::x86_64::_mm_stream_si32(std::ptr::from_mut(slot).cast(), value as i32);
+    if R::BYTES == 4 {
+        // SAFETY: `movnti` is part of SSE2, in the x86-64 baseline. `R` is
+        // sealed to `u8`, `u16` and `u32`, so a 4-byte `R` is `u32`: `slot`
+        // is a valid, aligned `u32` and `value.into()` is `value` itself.
+        // `store_fence` orders the store before later stores.
+        unsafe {
+            std::arch::x86_64::_mm_stream_si32(
+                std::ptr::from_mut(slot).cast(),
+                value.into() as i32,
+            );
+        }
+        return;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        *slot = value;
-    }
+    *slot = value;
 }
 
 /// Orders the streaming stores before any later store.
@@ -146,11 +154,11 @@ pub(crate) fn prefetch_read(ptr: *const u8) {
 ///
 /// Always safe to call; it is `unsafe fn` only to share a pointer type with
 /// routines that need CPU features.
-pub(crate) unsafe fn lookup_raw<C: CountWord, Q: QueryWord>(
+pub(crate) unsafe fn lookup_raw<C: CountWord, Q: QueryWord, R: CountWord>(
     padded: &[C],
     rows: usize,
     queries: &[Q],
-    out: &mut [u32],
+    out: &mut [R],
     streaming: bool,
     prefetch: usize,
 ) -> Result<(), usize> {
@@ -168,7 +176,7 @@ mod tests {
 
     #[test]
     fn looks_up_and_stops_at_the_first_bad_index() {
-        let mut out = [0; 3];
+        let mut out = [0u32; 3];
         assert_eq!(lookup(&[4u8, 5], &[1u32, 0, 1], &mut out), Ok(()));
         assert_eq!(out, [5, 4, 5]);
         assert_eq!(lookup(&[4u32, 5], &[1u32, 2, 3], &mut out), Err(1));
@@ -180,7 +188,7 @@ mod tests {
 
     #[test]
     fn an_index_ahead_out_of_range_is_only_a_hint() {
-        let mut out = [0; 3];
+        let mut out = [0u32; 3];
         assert_eq!(
             lookup_hinted(&[4u8, 5], &[1u32, 0, 1], &mut out, 2, false),
             Ok(())
@@ -194,5 +202,21 @@ mod tests {
             lookup_hinted(&[4u8, 5], &[1, 0, u64::MAX], &mut out, 1, true),
             Err(2)
         );
+    }
+
+    #[test]
+    fn results_of_every_width_hold_the_counts() {
+        let counts = [4u8, 255];
+        let mut narrow = [0u8; 3];
+        assert_eq!(lookup(&counts, &[1u64, 0, 1], &mut narrow), Ok(()));
+        assert_eq!(narrow, [255, 4, 255]);
+        let mut half = [0u16; 3];
+        for streaming in [false, true] {
+            assert_eq!(
+                lookup_hinted(&[300u16, 7], &[0u32, 1, 0], &mut half, 1, streaming),
+                Ok(())
+            );
+            assert_eq!(half, [300, 7, 300]);
+        }
     }
 }

@@ -10,15 +10,41 @@ use std::sync::Arc;
 use super::buffer::{CountBuffer, CountMemory};
 use crate::{BitTable, Error};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for u8 {}
-    impl Sealed for u16 {}
-    impl Sealed for u32 {}
+pub(super) mod sealed {
+    /// Keeps [`CountWord`](super::CountWord) to `u8`, `u16` and `u32`, and
+    /// carries what only the kernels may call.
+    pub trait Sealed: Sized {
+        /// The low `8 × BYTES` bits of `count`. The kernels call it only for
+        /// counts that fit: a result type narrower than the table's counts
+        /// is refused before any lookup
+        /// ([`Error::OutputTooNarrow`](crate::Error::OutputTooNarrow)).
+        fn truncate(count: u32) -> Self;
+    }
+    impl Sealed for u8 {
+        #[inline(always)]
+        fn truncate(count: u32) -> u8 {
+            count as u8
+        }
+    }
+    impl Sealed for u16 {
+        #[inline(always)]
+        fn truncate(count: u32) -> u16 {
+            count as u16
+        }
+    }
+    impl Sealed for u32 {
+        #[inline(always)]
+        fn truncate(count: u32) -> u32 {
+            count
+        }
+    }
 }
 
-/// An unsigned integer type a [`CountTable`] can store counts in: `u8`,
-/// `u16` or `u32`.
+/// An unsigned integer type counts are kept in: `u8`, `u16` or `u32`. A
+/// [`CountTable`] stores its counts in the narrowest that holds them, and
+/// the lookups write their results in any that holds the table's counts
+/// (a narrower result moves fewer bytes: for 1-word rows a `u8` result is a
+/// quarter of the `u32` one).
 ///
 /// ```
 /// use initret::arch::CountWord;

@@ -140,17 +140,21 @@ macro_rules! target_lookups {
             /// # Safety
             #[doc = concat!("The CPU supports ", $isa, ", and the rest of [`generic::lookup`]'s contract holds.")]
             #[target_feature(enable = $feature)]
-            pub(crate) unsafe fn $name<C: $crate::arch::counts::CountWord, Q: $crate::arch::generic::VectorQuery>(
+            pub(crate) unsafe fn $name<
+                C: $crate::arch::counts::CountWord,
+                Q: $crate::arch::generic::VectorQuery,
+                R: $crate::arch::counts::CountWord,
+            >(
                 padded: &[C],
                 rows: usize,
                 queries: &[Q],
-                out: &mut [u32],
+                out: &mut [R],
                 streaming: bool,
                 prefetch: usize,
             ) -> Result<(), usize> {
                 // SAFETY: forwarded from this function's own contract.
                 unsafe {
-                    $crate::arch::generic::lookup::<$vector, C, Q, $gather>(
+                    $crate::arch::generic::lookup::<$vector, C, Q, R, $gather>(
                         padded, rows, queries, out, streaming, prefetch,
                     )
                 }
@@ -163,13 +167,60 @@ pub(crate) use target_lookups;
 /// The most lanes any [`LaneVector`] has (AVX-512's 16).
 const MAX_LANES: usize = 16;
 
+/// `out` as `u32` words, for a result type `R` of 4 bytes.
+///
+/// # Safety
+/// `R::BYTES == 4`. `R` is sealed to `u8`, `u16` and `u32`, so `R` is then
+/// `u32` and the pointer is the same pointer to the same type.
+#[inline(always)]
+unsafe fn as_words<R: CountWord>(out: *mut R) -> *mut u32 {
+    debug_assert_eq!(R::BYTES, 4);
+    out.cast()
+}
+
+/// Stores the `LANES` counts of `found` at `out`: as one vector store (or
+/// a streaming one) for `u32` results, narrowed lane by lane for `u8` and
+/// `u16` ones.
+///
+/// # Safety
+/// The ISA is supported; `out` is valid for writing `LANES` results; with
+/// `streaming` (only ever set for `u32` results), it is aligned to
+/// `4 × LANES` bytes.
+#[inline(always)]
+unsafe fn store_lanes<V: LaneVector, R: CountWord>(found: V, out: *mut R, streaming: bool) {
+    if R::BYTES == 4 {
+        // SAFETY: ISA, bounds and alignment from the caller; `R` is `u32`
+        // (`as_words`).
+        unsafe {
+            let words = as_words(out);
+            if streaming {
+                found.stream(words);
+            } else {
+                found.store(words);
+            }
+        }
+    } else {
+        let mut lanes = [0u32; MAX_LANES];
+        // SAFETY: ISA from the caller; `lanes` holds `MAX_LANES >= LANES`
+        // words.
+        unsafe { found.store(lanes.as_mut_ptr()) };
+        for (k, &lane) in lanes[..V::LANES].iter().enumerate() {
+            // SAFETY: `k < LANES`, and the caller guarantees `LANES`
+            // writable results at `out`.
+            unsafe { out.add(k).write(R::truncate(lane)) };
+        }
+    }
+}
+
 /// `out[i] = counts[queries[i]]` (the first `rows` entries of `padded`),
-/// or the first bad position. The queries are `u32` words or 64-bit ones
-/// (`Q`), read in place either way: a block of 64-bit words is narrowed in
+/// or the first bad position, as results of type `R` (`u8`, `u16` or
+/// `u32`; the caller checks that they hold the counts). The queries are
+/// `u32` words or 64-bit ones (`Q`), read in place either way: a block of 64-bit words is narrowed in
 /// registers ([`LaneVector::load_wide`]) and range checked as `u32` lanes
 /// plus one test that every high half is zero. With `GATHER`, the counts are gathered;
 /// otherwise they are read with one scalar load per lane. With `streaming`,
-/// full vectors are written with non-temporal stores. With `prefetch > 0`,
+/// full vectors of `u32` results are written with non-temporal stores
+/// (narrower results are always stored normally). With `prefetch > 0`,
 /// the counts `prefetch` queries ahead are prefetched.
 ///
 /// # Safety
@@ -178,14 +229,22 @@ const MAX_LANES: usize = 16;
 /// any of them (as [`CountTable`](super::counts::CountTable) stores them); with
 /// `GATHER`, `rows × C::BYTES <= 2^31`; and `out.len() >= queries.len()`.
 #[inline(always)]
-pub(crate) unsafe fn lookup<V: LaneVector, C: CountWord, Q: VectorQuery, const GATHER: bool>(
+pub(crate) unsafe fn lookup<
+    V: LaneVector,
+    C: CountWord,
+    Q: VectorQuery,
+    R: CountWord,
+    const GATHER: bool,
+>(
     padded: &[C],
     rows: usize,
     queries: &[Q],
-    out: &mut [u32],
+    out: &mut [R],
     streaming: bool,
     prefetch: usize,
 ) -> Result<(), usize> {
+    // The vector streaming stores write 32-bit lanes.
+    let streaming = streaming && R::BYTES == 4;
     let counts = &padded[..rows.min(padded.len())];
     let Some(last_row) = rows.checked_sub(1) else {
         return all::lookup(counts, queries, out);
@@ -253,16 +312,11 @@ pub(crate) unsafe fn lookup<V: LaneVector, C: CountWord, Q: VectorQuery, const G
                 }
             };
             // SAFETY: ISA as above; `i + LANES <= n <= out.len()` (caller),
-            // so the LANES words written at `out + i` are in bounds. When
-            // streaming, `out + head` is aligned to `4 × LANES` bytes and
-            // `i - head` is a multiple of LANES, so `out + i` is aligned too.
-            unsafe {
-                if streaming {
-                    found.stream(out.as_mut_ptr().add(i));
-                } else {
-                    found.store(out.as_mut_ptr().add(i));
-                }
-            }
+            // so the LANES results written at `out + i` are in bounds. When
+            // streaming (`u32` results), `out + head` is aligned to
+            // `4 × LANES` bytes and `i - head` is a multiple of LANES, so
+            // `out + i` is aligned too.
+            unsafe { store_lanes(found, out.as_mut_ptr().add(i), streaming) };
         } else {
             // The loads take their indices from the register that was range
             // checked, never from `queries` again: the caller's memory may
@@ -282,9 +336,9 @@ pub(crate) unsafe fn lookup<V: LaneVector, C: CountWord, Q: VectorQuery, const G
                 }
                 // SAFETY: ISA as above; `lanes` holds `MAX_LANES >= LANES`
                 // words; the store is in bounds and aligned as in the gather
-                // branch above.
+                // branch above, and streaming means `u32` results.
                 unsafe {
-                    V::load(lanes.as_ptr()).stream(out.as_mut_ptr().add(i));
+                    V::load(lanes.as_ptr()).stream(as_words(out.as_mut_ptr().add(i)));
                 }
             } else {
                 // Outputs that stay in the cache take the counts with scalar
@@ -295,7 +349,7 @@ pub(crate) unsafe fn lookup<V: LaneVector, C: CountWord, Q: VectorQuery, const G
                     // `i + k < n <= out.len()` (caller) for the write.
                     unsafe {
                         *out.get_unchecked_mut(i + k) =
-                            (*padded.get_unchecked(index as usize)).into();
+                            R::truncate((*padded.get_unchecked(index as usize)).into());
                     }
                 }
             }
