@@ -1,6 +1,6 @@
-//! `INITRET_FORCE_ISA` is read each time a CPU backend is built. This file
-//! holds one test, so that no other test of its process reads the
-//! environment while it is changed.
+//! `INITRET_FORCE_ISA` is read each time a `Dispatcher` given no kernel
+//! builds its CPU backend. This file holds one test, so that no other test
+//! of its process reads the environment while it is changed.
 
 use initret::{Backend, BitTable, Dispatcher, Error};
 
