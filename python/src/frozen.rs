@@ -606,6 +606,75 @@ fn default_kind(default: Option<&Bound<'_, PyAny>>) -> Numeric {
     }
 }
 
+/// `get_many`'s fast path for int keys: the values as a numpy array if
+/// every one found is a bool, an int or a float (and a missing key has a
+/// numeric default), without holding the values in between; `None` as
+/// soon as one is not (the caller then takes the general path).
+fn numbers_only(
+    py: Python<'_>,
+    map: &FrozenMap<'_>,
+    keys: &[i64],
+    default: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<Py<PyAny>>> {
+    if default.is_some() {
+        // Missing keys take the default: the general path handles it.
+        return Ok(None);
+    }
+    numbers_only_strict(py, map, keys)
+}
+
+/// [`numbers_only`] without a default: any missing key ends the fast path.
+fn numbers_only_strict(
+    py: Python<'_>,
+    map: &FrozenMap<'_>,
+    keys: &[i64],
+) -> PyResult<Option<Py<PyAny>>> {
+    let mut ints: Vec<i64> = Vec::with_capacity(keys.len());
+    let mut floats: Option<Vec<f64>> = None;
+    let mut all_bool = true;
+    let mut ok = true;
+    map.get_each(keys, |_, value| {
+        if !ok {
+            return;
+        }
+        match value {
+            Some(Value::Int(v)) => {
+                all_bool = false;
+                match &mut floats {
+                    Some(f) => f.push(v as f64),
+                    None => ints.push(v),
+                }
+            }
+            Some(Value::Bool(v)) => match &mut floats {
+                Some(f) => f.push(f64::from(u8::from(v))),
+                None => ints.push(i64::from(v)),
+            },
+            Some(Value::Float(v)) => {
+                all_bool = false;
+                let f = floats.get_or_insert_with(|| {
+                    let mut f = Vec::with_capacity(keys.len());
+                    f.extend(ints.drain(..).map(|i| i as f64));
+                    f
+                });
+                f.push(v);
+            }
+            _ => ok = false,
+        }
+    });
+    if !ok || keys.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(match floats {
+        Some(f) => PyArray1::from_vec(py, f).into_any().unbind(),
+        None if all_bool => {
+            PyArray1::from_vec(py, ints.into_iter().map(|i| i != 0).collect::<Vec<bool>>())
+                .into_any()
+                .unbind()
+        }
+        None => PyArray1::from_vec(py, ints).into_any().unbind(),
+    }))
+}
+
 // --- SharedDict -------------------------------------------------------------
 
 /// A read-only dict in a frozen buffer (see `initret.SharedDict`).
@@ -744,14 +813,24 @@ impl SharedDict {
         };
         let found: Vec<Found<'_>> = match many_keys(py, keys)? {
             ManyKeys::Ints(ints) => {
+                if let Some(numbers) = numbers_only(py, &map, &ints, default)? {
+                    return Ok(numbers);
+                }
                 let mut found = Vec::with_capacity(ints.len());
-                for &key in &ints {
-                    let f = match map.get(key) {
+                let mut first_missing = None;
+                map.get_each(&ints, |i, value| {
+                    let f = match value {
                         Some(value) => Found::Value(value),
-                        None => missing(&|| Ok(key.into_pyobject(py)?.into_any().unbind()))?,
+                        None => {
+                            first_missing.get_or_insert(i);
+                            Found::Default
+                        }
                     };
                     kind = fold_kind(kind, &f, default_kind);
                     found.push(f);
+                });
+                if let (Some(i), None) = (first_missing, default) {
+                    return Err(PyKeyError::new_err(ints[i]));
                 }
                 found
             }

@@ -359,6 +359,14 @@ def test_get_many():
     floats = SharedDict({1: 0.5, 2: 3, 3: True})
     assert floats.get_many([1, 2, 3]).dtype == np.float64
     assert SharedDict({1: True}).get_many([1]).dtype == np.bool_
+    bools = SharedDict({1: True, 2: False, 3: 7, 4: 0.25, 5: "s"})
+    assert bools.get_many(np.array([1, 2])).tolist() == [True, False]
+    assert bools.get_many(np.array([1, 2])).dtype == np.bool_
+    assert bools.get_many(np.array([1, 3])).tolist() == [1, 7]
+    mixed = bools.get_many(np.array([3, 1, 4]))
+    assert mixed.dtype == np.float64 and mixed.tolist() == [7.0, 1.0, 0.25]
+    assert bools.get_many(np.array([3, 5])) == [7, "s"]
+    assert bools.get_many(np.array([3, 9]), default=-1).tolist() == [7, -1]
     strs = SharedDict({1: "a", 2: "b"})
     assert strs.get_many(np.array([2, 1])) == ["b", "a"]
     assert strs.get_many([]) == []

@@ -130,6 +130,23 @@ pub(crate) fn span_at(bytes: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
     bytes.get(start..end)
 }
 
+/// Asks the CPU to bring the cache line holding `bytes[offset]` closer (a
+/// hint: no effect past the end, on other architectures, or if ignored).
+#[inline(always)]
+pub(crate) fn prefetch(bytes: &[u8], offset: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(byte) = bytes.get(offset) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint that never faults and changes no
+        // state a program can observe, and `byte` is a valid address of
+        // this slice anyway; SSE, which `_mm_prefetch` needs, is part of
+        // every x86-64 CPU.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, offset);
+}
+
 /// One 16-byte slot, decoded but not interpreted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RawSlot {

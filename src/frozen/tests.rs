@@ -168,6 +168,14 @@ proptest! {
             prop_assert_eq!(map.position(key.key()), Some(position));
             prop_assert!(same(map.get(key.key()).unwrap(), value));
         }
+        let probe_keys: Vec<Key> = probes.iter().map(OwnedKey::key).collect();
+        let mut each = Vec::new();
+        map.get_each(&probe_keys, |i, value| each.push((i, value)));
+        prop_assert_eq!(each.len(), probes.len());
+        for (i, (at, value)) in each.into_iter().enumerate() {
+            prop_assert_eq!(at, i);
+            prop_assert_eq!(value, map.get(probe_keys[i]));
+        }
         for probe in &probes {
             match reference.get(probe) {
                 Some(value) => prop_assert!(same(map.get(probe.key()).unwrap(), value)),
@@ -455,3 +463,20 @@ const PINNED: [u64; 5] = [
     0xcfb1_672b_b6d1_0413,
     0xa2e9_82d3_c594_684c,
 ];
+
+#[test]
+fn get_each_agrees_with_get_over_long_key_lists() {
+    let texts: Vec<String> = (0..5000i64).map(|i| format!("v{i}")).collect();
+    let bytes = freeze_map((0..5000i64).map(|i| (i * 3, texts[i as usize].as_str()))).unwrap();
+    let map = Frozen::open(&bytes).unwrap().root_map().unwrap();
+    for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 64, 65, 1000] {
+        let keys: Vec<i64> = (0..len as i64).map(|i| (i * 7919) % 16000).collect();
+        let mut seen = 0;
+        map.get_each(&keys, |i, value| {
+            assert_eq!(i, seen);
+            assert_eq!(value, map.get(keys[i]));
+            seen += 1;
+        });
+        assert_eq!(seen, len);
+    }
+}
