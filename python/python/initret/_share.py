@@ -267,8 +267,14 @@ def _open_private(name: str, flags: int = os.O_RDWR) -> int:
     never following a symlink, and checks it is this user's."""
     dirfd, path = _private_dir()
     fd = os.open(name, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+    return _owned_fd(fd, f"{os.path.join(path, name)!r}", name)
+
+
+def _owned_fd(fd: int, what: str, segment: Optional[str]) -> int:
+    """``fd``, once ``fstat`` showed it is this user's and private; closed
+    (and :class:`SharedMemoryUntrusted` raised) otherwise."""
     try:
-        _check_owned(os.fstat(fd), f"{os.path.join(path, name)!r}", name)
+        _check_owned(os.fstat(fd), what, segment)
     except BaseException:
         os.close(fd)
         raise
@@ -469,12 +475,7 @@ def _open_checked(name: str, host: str) -> int:
     except PermissionError:
         raise SharedMemoryUntrusted(
             f"shared memory segment {name!r} cannot be opened: another user made it", name) from None
-    try:
-        _check_owned(os.fstat(fd), f"shared memory segment {name!r}", name)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _owned_fd(fd, f"shared memory segment {name!r}", name)
 
 
 def _map_segment(name: str, secret: bytes, host: str, fd: Optional[int] = None,
