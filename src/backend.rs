@@ -1,11 +1,13 @@
 //! [`PopcountBackend`]: the one interface a lookup backend implements, so
 //! that code can be written once over any of them.
 //!
-//! As with rayon's `ParallelIterator`, a backend implements one method,
-//! generic over the query type ([`PopcountBackend::popcount_indices_into`]),
-//! and every typed convenience (`popcount_into`, `popcount_u64`, ...) is a
-//! default method written here once, on top of it.
+//! As with rayon's `ParallelIterator`, a backend implements one lookup
+//! method, generic over the query type and the result type
+//! ([`PopcountBackend::popcount_indices_into`]), and every typed convenience
+//! (`popcount_into`, `popcount_u64`, `popcount_as`, ...) is a default method
+//! written here once, on top of it.
 
+use crate::arch::CountWord;
 use crate::{Error, QueryIndex};
 
 /// Popcount lookups into a table the backend placed once, at build.
@@ -14,8 +16,21 @@ use crate::{Error, QueryIndex};
 /// [`GpuBackend`](crate::gpu::GpuBackend) (including the stand-in of a
 /// build without the `gpu` feature, which has no values) and
 /// [`Dispatcher`](crate::Dispatcher). A backend implements only
-/// [`PopcountBackend::popcount_indices_into`]; the other methods are
-/// provided on top of it. Bring the trait into scope to call them on a
+/// [`PopcountBackend::popcount_indices_into`] and
+/// [`PopcountBackend::result_bytes`]; the other methods are provided on top
+/// of them.
+///
+/// # Result types
+///
+/// Results come in any [`CountWord`] type (`u8`, `u16`, `u32`) that holds
+/// the table's largest row count. The natural one, the smallest that does,
+/// is [`PopcountBackend::result_bytes`] bytes wide: the type the counts are
+/// stored in, as numpy's `counts[q]` returns the counts' own dtype. A
+/// narrower result moves fewer bytes (for 1-word rows a `u8` result is a
+/// quarter of a `u32` one). The `u32` methods (`popcount`, `popcount_into`,
+/// ...) hold every count of every table, so they never refuse; a result type
+/// narrower than [`PopcountBackend::result_bytes`] is
+/// [`Error::OutputTooNarrow`], before any lookup. Bring the trait into scope to call them on a
 /// backend (`Dispatcher` also has them as inherent methods).
 ///
 /// The methods are generic, so the trait is used through generics
@@ -46,21 +61,40 @@ use crate::{Error, QueryIndex};
 /// # Ok::<(), Error>(())
 /// ```
 pub trait PopcountBackend: Send + Sync {
-    /// Writes the popcount of row `queries[i]` into `out[i]` for every `i`,
-    /// for queries of any [`QueryIndex`] type (`u32`, `u64`, `i64`): the
-    /// one method a backend implements.
+    /// Bytes of the natural result type: the smallest of `u8`, `u16` and
+    /// `u32` that holds the table's largest row count (1, 2 or 4). Results
+    /// of a narrower type are [`Error::OutputTooNarrow`].
     ///
-    /// The CPU backend reads every query type in place; the GPU backend,
-    /// whose shaders have no 64-bit integers, narrows `u64` and `i64`
-    /// batches on the host after the same range check.
+    /// ```
+    /// use initret::{BitTable, PopcountBackend, cpu::CpuBackend};
+    ///
+    /// // 1-word rows: at most 32 set bits, a byte holds every count.
+    /// let cpu = CpuBackend::builder().threads(1).build(&BitTable::seed(8))?;
+    /// assert_eq!(cpu.result_bytes(), 1);
+    /// let wide = BitTable::from_rows(9, vec![u32::MAX; 9])?; // one row of 288 bits
+    /// assert_eq!(CpuBackend::builder().threads(1).build(&wide)?.result_bytes(), 2);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    fn result_bytes(&self) -> usize;
+
+    /// Writes the popcount of row `queries[i]` into `out[i]` for every `i`,
+    /// for queries of any [`QueryIndex`] type (`u32`, `u64`, `i64`) and
+    /// results of any [`CountWord`] type (`u8`, `u16`, `u32`) that holds
+    /// the table's counts: the lookup method a backend implements.
+    ///
+    /// The CPU backend reads every query type in place and writes every
+    /// result type directly; the GPU backend, whose shaders have no 64-bit
+    /// integers, narrows `u64` and `i64` batches on the host after the same
+    /// range check, and narrows its `u32` results while copying them out of
+    /// the read-back buffer.
     ///
     /// ```
     /// use initret::{BitTable, Error, PopcountBackend, QueryIndex, cpu::CpuBackend};
     ///
     /// fn total<Q: QueryIndex>(backend: &impl PopcountBackend, queries: &[Q]) -> Result<u32, Error> {
-    ///     let mut out = vec![0; queries.len()];
+    ///     let mut out = vec![0u8; queries.len()];
     ///     backend.popcount_indices_into(queries, &mut out)?;
-    ///     Ok(out.iter().sum())
+    ///     Ok(out.iter().map(|&c| u32::from(c)).sum())
     /// }
     ///
     /// let cpu = CpuBackend::builder().threads(1).build(&BitTable::seed(8))?;
@@ -72,18 +106,48 @@ pub trait PopcountBackend: Send + Sync {
     ///
     /// # Errors
     ///
-    /// [`Error::OutputLength`] when the lengths differ (before any work);
+    /// [`Error::OutputLength`] when the lengths differ, and
+    /// [`Error::OutputTooNarrow`] when `R` is narrower than
+    /// [`PopcountBackend::result_bytes`] (both before any work);
     /// [`Error::IndexOutOfRange`] naming the lowest position holding a
     /// negative index or one `>= rows`, and its value (`out` is then only
     /// partly written); [`Error::ConcurrentModification`] when another
     /// thread rewrote that position meanwhile; and whatever the backend's
     /// device can fail with ([`Error::DeviceLost`], [`Error::GpuTimeout`],
     /// [`Error::Gpu`]).
-    fn popcount_indices_into<Q: QueryIndex>(
+    fn popcount_indices_into<Q: QueryIndex, R: CountWord>(
         &self,
         queries: &[Q],
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<(), Error>;
+
+    /// The popcount of each queried row, in query order, as `R`: for
+    /// example the natural result type ([`PopcountBackend::result_bytes`]).
+    ///
+    /// ```
+    /// use initret::{BitTable, Error, PopcountBackend, cpu::CpuBackend};
+    ///
+    /// let cpu = CpuBackend::builder().threads(1).build(&BitTable::seed(8))?;
+    /// assert_eq!(cpu.popcount_as::<_, u8>(&[7i64, 0, 3])?, vec![3u8, 0, 2]);
+    /// assert_eq!(cpu.popcount_as::<_, u16>(&[7u32])?, vec![3u16]);
+    /// let wide = CpuBackend::builder()
+    ///     .threads(1)
+    ///     .build_with_counts(initret::arch::CountTable::from_counts(&[300]))?;
+    /// assert!(matches!(
+    ///     wide.popcount_as::<_, u8>(&[0u32]),
+    ///     Err(Error::OutputTooNarrow { output_bytes: 1, count_bytes: 2 })
+    /// ));
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`].
+    fn popcount_as<Q: QueryIndex, R: CountWord>(&self, queries: &[Q]) -> Result<Vec<R>, Error> {
+        let mut out = vec![R::ZERO; queries.len()];
+        self.popcount_indices_into(queries, &mut out)?;
+        Ok(out)
+    }
 
     /// [`PopcountBackend::popcount_indices_into`] for `u32` queries.
     ///

@@ -8,7 +8,9 @@ pub use builder::CpuBackendBuilder;
 
 use std::sync::Arc;
 
-use crate::arch::{Calibration, CountTable, Isa, Kernel, LookupKernel, STREAM_MIN_QUERIES};
+use crate::arch::{
+    Calibration, CountTable, CountWord, Isa, Kernel, LookupKernel, STREAM_MIN_QUERIES,
+};
 use crate::pool::python_chunk_len;
 use crate::query::sealed::Words;
 use crate::topology::format_cpu_list;
@@ -260,10 +262,14 @@ impl CpuBackend {
 /// of the counts; larger ones are split across the workers, and a bad index
 /// is reported at the lowest position across all chunks.
 impl PopcountBackend for CpuBackend {
-    fn popcount_indices_into<Q: QueryIndex>(
+    fn result_bytes(&self) -> usize {
+        self.counts().bytes_per_count()
+    }
+
+    fn popcount_indices_into<Q: QueryIndex, R: CountWord>(
         &self,
         queries: &[Q],
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<(), Error> {
         let kernel = match Q::words(queries) {
             Words::U32(_) => &self.kernel,

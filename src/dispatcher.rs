@@ -8,7 +8,7 @@ use builder::TableSource;
 
 use std::fmt;
 
-use crate::arch::CountTable;
+use crate::arch::{CountTable, CountWord};
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 use crate::{BitTable, Error, PopcountBackend, QueryIndex};
@@ -417,22 +417,62 @@ impl Dispatcher {
     /// # Errors
     ///
     /// As [`PopcountBackend::popcount_indices_into`].
-    pub fn popcount_indices_into<Q: QueryIndex>(
+    pub fn popcount_indices_into<Q: QueryIndex, R: CountWord>(
         &self,
         queries: &[Q],
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<(), Error> {
         PopcountBackend::popcount_indices_into(self, queries, out)
+    }
+
+    /// Bytes of this dispatcher's natural result type: the smallest of
+    /// `u8`, `u16` and `u32` that holds the table's largest row count, as
+    /// numpy's `counts[q]` returns the counts' own dtype
+    /// ([`PopcountBackend::result_bytes`]). Every backend agrees on it: the
+    /// CPU's count table and the GPU's count lanes are both chosen from the
+    /// actual largest count.
+    ///
+    /// ```
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::new(BitTable::seed(65535), Backend::Cpu)?;
+    /// assert_eq!(d.result_bytes(), 1);
+    /// let counts: Vec<u8> = d.popcount_as(&[65534u32, 3])?;
+    /// assert_eq!(counts, [15, 2]);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn result_bytes(&self) -> usize {
+        PopcountBackend::result_bytes(self)
+    }
+
+    /// The popcount of each queried row as `R` (any [`CountWord`] that
+    /// holds the table's counts): [`PopcountBackend::popcount_as`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PopcountBackend::popcount_indices_into`];
+    /// [`Error::OutputTooNarrow`] for an `R` narrower than
+    /// [`Dispatcher::result_bytes`].
+    pub fn popcount_as<Q: QueryIndex, R: CountWord>(&self, queries: &[Q]) -> Result<Vec<R>, Error> {
+        PopcountBackend::popcount_as(self, queries)
     }
 }
 
 /// The lookups run on the backend the dispatcher was built with; for
 /// [`Backend::Auto`], on the CPU or the GPU by batch size.
 impl PopcountBackend for Dispatcher {
-    fn popcount_indices_into<Q: QueryIndex>(
+    fn result_bytes(&self) -> usize {
+        match &self.active {
+            ActiveBackend::Cpu(cpu) => cpu.result_bytes(),
+            ActiveBackend::Gpu(gpu) => gpu.result_bytes(),
+            ActiveBackend::Auto(auto) => auto.result_bytes(),
+        }
+    }
+
+    fn popcount_indices_into<Q: QueryIndex, R: CountWord>(
         &self,
         queries: &[Q],
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<(), Error> {
         // Every backend checks `out.len()` itself before doing any work.
         match &self.active {

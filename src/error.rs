@@ -218,6 +218,41 @@ impl Error {
         }
     }
 
+    /// [`Error::OutputTooNarrow`] unless results of type `R` hold counts
+    /// of `count_bytes` bytes.
+    ///
+    /// ```
+    /// use initret::Error;
+    /// assert!(Error::check_output_width::<u16>(2).is_ok());
+    /// assert!(matches!(
+    ///     Error::check_output_width::<u8>(4),
+    ///     Err(Error::OutputTooNarrow { output_bytes: 1, count_bytes: 4 })
+    /// ));
+    /// ```
+    pub fn check_output_width<R: crate::arch::CountWord>(count_bytes: usize) -> Result<(), Error> {
+        Error::check_output_width_bytes(R::BYTES, count_bytes)
+    }
+
+    /// [`Error::check_output_width`] for a result type known by its size
+    /// (a caller choosing the type at run time, as the Python binding does
+    /// from a dtype).
+    ///
+    /// ```
+    /// use initret::Error;
+    /// assert!(Error::check_output_width_bytes(4, 1).is_ok());
+    /// assert!(Error::check_output_width_bytes(1, 2).is_err());
+    /// ```
+    pub fn check_output_width_bytes(output_bytes: usize, count_bytes: usize) -> Result<(), Error> {
+        if output_bytes >= count_bytes {
+            Ok(())
+        } else {
+            Err(Error::OutputTooNarrow {
+                output_bytes,
+                count_bytes,
+            })
+        }
+    }
+
     /// This error with its query position moved `offset` further on: turns
     /// an [`Error::IndexOutOfRange`] found in a chunk into one about the
     /// whole batch the chunk starts `offset` into. Other errors are returned

@@ -223,10 +223,20 @@ impl BitTable {
     /// assert_eq!(initret::BitTable::seed(4).row_counts(), vec![0, 1, 1, 2]);
     /// ```
     pub fn row_counts(&self) -> Vec<u32> {
+        self.row_counts_iter().collect()
+    }
+
+    /// The largest row count (0 for a table without rows): what decides the
+    /// natural result type of a backend over this table, in one pass and no
+    /// allocation.
+    pub(crate) fn max_row_count(&self) -> u32 {
+        self.row_counts_iter().max().unwrap_or(0)
+    }
+
+    fn row_counts_iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.words
             .chunks_exact(self.words_per_row)
             .map(|row| row.iter().map(|w| w.count_ones()).sum())
-            .collect()
     }
 }
 

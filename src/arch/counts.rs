@@ -82,6 +82,14 @@ impl CountWord for u32 {
     const ZERO: u32 = 0;
 }
 
+/// The low `8 × R::BYTES` bits of `count`, for callers outside the kernels
+/// that narrow counts they hold as `u32` (the GPU's read-back), having
+/// checked that `R` holds every count.
+#[inline(always)]
+pub(crate) fn narrow_count<R: CountWord>(count: u32) -> R {
+    R::truncate(count)
+}
+
 /// The counts, padded so that a 4-byte read at the start of any row stays
 /// inside the allocation (the vector kernels gather 32-bit words and mask
 /// them down).

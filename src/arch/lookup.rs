@@ -274,12 +274,7 @@ impl LookupKernel {
         streaming: bool,
     ) -> Result<(), Error> {
         Error::check_output_len(queries.len(), out.len())?;
-        if R::BYTES < counts.bytes_per_count() {
-            return Err(Error::OutputTooNarrow {
-                output_bytes: R::BYTES,
-                count_bytes: counts.bytes_per_count(),
-            });
-        }
+        Error::check_output_width::<R>(counts.bytes_per_count())?;
         let rows = counts.rows();
         // The gathers take signed 32-bit byte offsets: tables past 2^31
         // bytes of counts go to the same ISA's scalar loads, which index

@@ -55,6 +55,8 @@ mod select;
 mod x86_64;
 
 pub use buffer::{CountMemory, HUGE_PAGES_ENV, transparent_huge_pages_mode};
+#[cfg(feature = "gpu")]
+pub(crate) use counts::narrow_count;
 pub use counts::{CountTable, CountWord};
 pub use isa::{Isa, cpu_features};
 #[cfg(feature = "harness")]

@@ -3,6 +3,7 @@
 
 use std::sync::OnceLock;
 
+use crate::arch::CountWord;
 use crate::cpu::CpuBackend;
 use crate::gpu::GpuBackend;
 use crate::{Error, PopcountBackend, QueryIndex};
@@ -90,10 +91,15 @@ impl AutoBackend {
 /// The GPU for batches at or above the crossover, the CPU for the rest and
 /// for everything after the GPU device was lost.
 impl PopcountBackend for AutoBackend {
-    fn popcount_indices_into<Q: QueryIndex>(
+    /// The CPU's: the GPU was given the CPU's counts, so the two agree.
+    fn result_bytes(&self) -> usize {
+        self.cpu.result_bytes()
+    }
+
+    fn popcount_indices_into<Q: QueryIndex, R: CountWord>(
         &self,
         queries: &[Q],
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<(), Error> {
         if let Some(gpu) = self.gpu_for(queries.len()) {
             match gpu.popcount_indices_into(queries, out) {

@@ -17,7 +17,7 @@ use super::resident::{GpuBatch, GpuCounts, Resident, next_id};
 use super::stream::Ring;
 use super::summary::AdapterSummary;
 use super::timings::{GpuTimings, MAX_TIMEOUT};
-use crate::arch::CountTable;
+use crate::arch::{CountTable, CountWord};
 use crate::query::narrow_checked;
 use crate::{BitTable, Error, PopcountBackend, QueryIndex};
 
@@ -51,6 +51,8 @@ use crate::{BitTable, Error, PopcountBackend, QueryIndex};
 pub struct GpuBackend {
     id: u64,
     rows: usize,
+    /// Bytes of the natural result type (the device's count lanes).
+    result_bytes: usize,
     adapter: AdapterSummary,
     device_type: wgpu::DeviceType,
     state: Mutex<State>,
@@ -172,7 +174,11 @@ impl GpuBackend {
             limits.max_buffer_size = limits.max_buffer_size.min(limit);
         }
         let layout = match source {
-            CountSource::Table(table) => CountLayout::new(table.rows(), table.words_per_row())?,
+            CountSource::Table(table) => CountLayout::for_max_count(
+                table.rows(),
+                table.words_per_row(),
+                table.max_row_count(),
+            )?,
             CountSource::Counts(counts, words_per_row) => {
                 CountLayout::for_counts(counts, words_per_row)?
             }
@@ -196,7 +202,7 @@ impl GpuBackend {
         // dispatch; pay for that here rather than in the first lookup.
         match device
             .faults()
-            .scoped(|| ring.popcount(&device, &lookup, &[0], &mut [0]))
+            .scoped(|| ring.popcount(&device, &lookup, &[0], &mut [0u32]))
         {
             Ok(()) | Err(Error::IndexOutOfRange { .. }) => {}
             Err(error) => return Err(error),
@@ -205,6 +211,7 @@ impl GpuBackend {
         Ok(GpuBackend {
             id: next_id(),
             rows: layout.rows as usize,
+            result_bytes: layout.bytes_per_count() as usize,
             adapter: summary,
             device_type: adapter.get_info().device_type,
             state: Mutex::new(State {
@@ -501,12 +508,17 @@ impl GpuBackend {
 /// # Ok::<(), Error>(())
 /// ```
 impl PopcountBackend for GpuBackend {
-    fn popcount_indices_into<Q: QueryIndex>(
+    fn result_bytes(&self) -> usize {
+        self.result_bytes
+    }
+
+    fn popcount_indices_into<Q: QueryIndex, R: CountWord>(
         &self,
         queries: &[Q],
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<(), Error> {
         Error::check_output_len(queries.len(), out.len())?;
+        Error::check_output_width::<R>(self.result_bytes)?;
         let queries = narrow_checked(queries, self.rows())?;
         if queries.is_empty() {
             return Ok(());

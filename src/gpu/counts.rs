@@ -64,6 +64,28 @@ impl CountLayout {
         })
     }
 
+    /// The layout for a table of this shape whose largest row count is
+    /// `max_count` (counted on the host in one pass, before the device
+    /// counts): the narrowest lane that holds it, which may be narrower
+    /// than [`CountLayout::new`] would pick for such rows. Every partial
+    /// count the counting pass adds into a lane is at most its row's count,
+    /// so none carries into the next lane.
+    pub(super) fn for_max_count(
+        rows: usize,
+        words_per_row: usize,
+        max_count: u32,
+    ) -> Result<CountLayout, Error> {
+        let mut layout = CountLayout::new(rows, words_per_row)?;
+        layout.lanes_log2 = layout.lanes_log2.max(if max_count <= u32::from(u8::MAX) {
+            2
+        } else if max_count <= u32::from(u16::MAX) {
+            1
+        } else {
+            0
+        });
+        Ok(layout)
+    }
+
     /// The layout of counts already derived on the host (`counts`, for
     /// rows of `words_per_row` words): their own width, which may be
     /// narrower than [`CountLayout::new`] would pick for such rows.

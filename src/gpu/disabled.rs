@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::summary::AdapterSummary;
 use super::timings::GpuTimings;
-use crate::arch::CountTable;
+use crate::arch::{CountTable, CountWord};
 use crate::{BitTable, Error, PopcountBackend, QueryIndex};
 
 const WHY: &str = "built without the gpu feature";
@@ -164,10 +164,14 @@ impl GpuBackend {
 }
 
 impl PopcountBackend for GpuBackend {
-    fn popcount_indices_into<Q: QueryIndex>(
+    fn result_bytes(&self) -> usize {
+        match self.never {}
+    }
+
+    fn popcount_indices_into<Q: QueryIndex, R: CountWord>(
         &self,
         _queries: &[Q],
-        _out: &mut [u32],
+        _out: &mut [R],
     ) -> Result<(), Error> {
         match self.never {}
     }

@@ -11,8 +11,9 @@ use wgpu::BufferUsages;
 
 use super::counts::RowCounts;
 use super::device::Device;
-use super::staging::{Staging, copy_words};
+use super::staging::{Staging, copy_counts, copy_words};
 use crate::Error;
+use crate::arch::CountWord;
 
 /// Value of the shader's `first_bad` word when every index was in range.
 const NO_BAD_POSITION: u32 = u32::MAX;
@@ -206,17 +207,17 @@ impl LookupBuffers {
     /// Waits for the counts mapped after `submission`, copies them into
     /// `out` and unmaps. Returns the shader's `first_bad` (position within
     /// this dispatch), if any.
-    pub(super) fn take_counts(
+    pub(super) fn take_counts<R: CountWord>(
         &self,
         device: &Device,
         submission: &wgpu::SubmissionIndex,
         what: &'static str,
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<Option<usize>, Error> {
         let bytes = output_bytes(out.len());
         let first_bad = self.staging.read(device, submission, what, bytes, |view| {
             let (flag, counts) = view.split_at(FLAG_BYTES as usize);
-            copy_words(counts, out);
+            copy_counts(counts, out);
             let mut first_bad = [0u32];
             copy_words(flag, &mut first_bad);
             first_bad[0]

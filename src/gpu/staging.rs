@@ -15,6 +15,7 @@ use wgpu::BufferUsages;
 use super::device::Device;
 use super::error::GpuError;
 use crate::Error;
+use crate::arch::{CountWord, narrow_count};
 
 /// Outcome of the latest `map_async` on one staging buffer. The callback
 /// runs inside whichever `Device::poll` notices completion, so it can only
@@ -130,6 +131,34 @@ impl Staging {
     /// `None` while the map is pending.
     fn outcome(&self) -> Option<Result<(), wgpu::BufferAsyncError>> {
         self.state.0.lock().ok().and_then(|state| state.clone())
+    }
+}
+
+/// Copies the `u32` counts in mapped bytes into `out`, narrowed to `R` on
+/// the way (the copy out of the staging buffer happens anyway, so a narrow
+/// result costs no pass of its own). The caller has checked that `R` holds
+/// every count ([`Error::OutputTooNarrow`](crate::Error::OutputTooNarrow)).
+pub(super) fn copy_counts<R: CountWord>(bytes: &[u8], out: &mut [R]) {
+    if R::BYTES == 4 {
+        // `R` is sealed to `u8`, `u16` and `u32`: a 4-byte `R` is `u32`.
+        // SAFETY: `R` is `u32` here (same size, alignment and validity), so
+        // reinterpreting the slice changes nothing.
+        let words =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u32>(), out.len()) };
+        copy_words(bytes, words);
+        return;
+    }
+    match bytemuck::try_cast_slice::<u8, u32>(bytes) {
+        Ok(words) if words.len() == out.len() => {
+            for (slot, &word) in out.iter_mut().zip(words) {
+                *slot = narrow_count::<R>(word);
+            }
+        }
+        _ => {
+            for (slot, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *slot = narrow_count::<R>(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            }
+        }
     }
 }
 

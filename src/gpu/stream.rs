@@ -12,6 +12,7 @@ use super::device::Device;
 use super::lookup::{Lookup, LookupBuffers};
 use super::timings::GpuTimings;
 use crate::Error;
+use crate::arch::CountWord;
 
 /// Buffer sets in flight while streaming: with three, chunk k+1 is being
 /// uploaded while chunk k computes and chunk k-1 is read back.
@@ -131,11 +132,11 @@ impl Ring {
 
     /// Waits for one chunk's counts and copies them into `out`. Returns the
     /// batch position of its first bad index, if any.
-    fn finish_chunk(
+    fn finish_chunk<R: CountWord>(
         &self,
         device: &Device,
         chunk: &InFlight,
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<Option<usize>, Error> {
         let buffers = &self.slot(chunk.slot)?.lookup;
         let part = &mut out[chunk.start..chunk.start + chunk.len];
@@ -148,12 +149,12 @@ impl Ring {
     /// written and chunk k-1's counts read. A slot is reused only after its
     /// counts were copied out and its staging buffer unmapped, since wgpu
     /// forbids copying into a buffer that is mapped or has a map pending.
-    pub(super) fn popcount(
+    pub(super) fn popcount<R: CountWord>(
         &mut self,
         device: &Device,
         lookup: &Lookup,
         queries: &[u32],
-        out: &mut [u32],
+        out: &mut [R],
     ) -> Result<(), Error> {
         let chunk = self.chunk_queries;
         let ring = queries.len().div_ceil(chunk).min(RING_SLOTS);
