@@ -3,9 +3,12 @@
 use std::mem::ManuallyDrop;
 use std::sync::Mutex;
 
+use initret::arch::CountWord;
 use initret::arch::KernelRequest;
 use initret::{Dispatcher, DispatcherBuilder, Placement};
-use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    Element, PyArrayDescr, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -13,7 +16,7 @@ use pyo3::types::PyTuple;
 use crate::arguments::{backend_from_py, kernel_request_from_py, table_from_py, threads_from_py};
 use crate::errors::to_pyerr;
 use crate::numpy;
-use crate::output::{RecycledResults, unwritable_out};
+use crate::output::{RecycledResults, ResultType, unwritable_out, with_result_type};
 use crate::queries::{Lookup, query_array};
 use crate::sharing::{CountsLayout, counts_view, dispatcher_over, pickled_cpu};
 
@@ -105,6 +108,67 @@ impl PyDispatcher {
             dispatcher: &self.inner,
         }
     }
+
+    /// The natural result type: the smallest that holds every count.
+    fn result_type(&self) -> ResultType {
+        ResultType::of_bytes(self.inner.result_bytes())
+    }
+
+    /// `popcount` once the result type `R` is settled (and holds the
+    /// counts): into a fresh array, or into `out` (whose dtype is `R`).
+    fn popcount_as<'py, R: CountWord + Element>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyUntypedArray>,
+        out: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let shape = queries.shape().to_vec();
+        let Some(out) = out else {
+            let result = self.recycled.fresh::<R>(py, &shape);
+            {
+                let mut writer = result.try_readwrite().map_err(|e| {
+                    PyRuntimeError::new_err(format!("a new array cannot be written: {e}"))
+                })?;
+                let slice = writer.as_slice_mut().map_err(|e| {
+                    PyRuntimeError::new_err(format!("a new array is not contiguous: {e}"))
+                })?;
+                self.lookup().run(py, queries, slice)?;
+            }
+            self.recycled.keep(&result);
+            return Ok(result.into_any());
+        };
+        let target = out
+            .cast::<PyArrayDyn<R>>()
+            .map_err(|_| PyTypeError::new_err("out changed its dtype during the call"))?;
+        if target.shape() != shape.as_slice() {
+            return Err(PyValueError::new_err(format!(
+                "out has shape {:?} but the queries have shape {:?}",
+                target.shape(),
+                shape
+            )));
+        }
+        // `out` may share memory with the queries through another object
+        // (two `np.frombuffer` views of one buffer): compared by address
+        // bounds, as numpy's ufuncs do, and then computed into a temporary
+        // and copied, so the counts are right whatever the overlap.
+        let overlaps = numpy(py)?
+            .call_method1("may_share_memory", (queries, target))?
+            .is_truthy()?;
+        if target.is_c_contiguous() && target.is_aligned() && !overlaps {
+            let mut writer = target.try_readwrite().map_err(|_| unwritable_out(out))?;
+            let slice = writer
+                .as_slice_mut()
+                .map_err(|e| PyRuntimeError::new_err(format!("out is not contiguous: {e}")))?;
+            self.lookup().run(py, queries, slice)?;
+        } else {
+            if target.try_readwrite().is_err() {
+                return Err(unwritable_out(out));
+            }
+            let counts = self.popcount_as::<R>(py, queries, None)?;
+            numpy(py)?.call_method1("copyto", (target, counts))?;
+        }
+        Ok(out.clone())
+    }
 }
 
 #[pymethods]
@@ -144,76 +208,63 @@ impl PyDispatcher {
         Ok(dispatcher)
     }
 
-    /// popcount(queries, out=None) -> numpy.ndarray
+    /// popcount(queries, out=None, *, dtype=None) -> numpy.ndarray
     ///
-    /// The popcount of each queried row, as a ``uint32`` array of the
-    /// queries' shape.
+    /// The popcount of each queried row, as an array of the queries' shape
+    /// whose dtype is, by default, the dispatcher's ``result_dtype``: the
+    /// smallest of ``uint8``, ``uint16`` and ``uint32`` that holds the
+    /// table's largest row count, as numpy's ``counts[q]`` returns the
+    /// counts' own dtype (``uint8`` for rows of up to 7 words). A narrower
+    /// result moves fewer bytes: for 1-word rows a ``uint8`` result is a
+    /// quarter of a ``uint32`` one.
     ///
     /// ``queries`` may be any integer array-like: numpy arrays of any
-    /// integer dtype (strided views too), lists, ranges. A query outside
+    /// integer dtype (strided views too), lists, ranges. ``int64``,
+    /// ``uint64`` and ``uint32`` arrays are read in place. A query outside
     /// ``0 .. rows`` (negative, too large, past 2**32) raises
     /// ``IndexOutOfRange`` naming the first bad position (in C order);
     /// negative indices never wrap around. Floats, bools and other
     /// non-integers raise ``TypeError``.
     ///
-    /// ``out``, if given, must be a writable ``uint32`` array of the
-    /// queries' shape; it is filled in place and returned. After an error it
-    /// may be partly written.
-    #[pyo3(signature = (queries, out = None))]
+    /// ``dtype`` (``uint8``, ``uint16`` or ``uint32``) asks for another
+    /// result type: a wider one widens the counts (``dtype=np.uint32`` gives
+    /// what every call returned before 0.2). ``out``, if given, must be a
+    /// writable ``uint8``, ``uint16`` or ``uint32`` array of the queries'
+    /// shape; it is filled in place and returned, and its dtype is the
+    /// result type (``dtype``, if also given, must name the same one). A
+    /// type narrower than ``result_dtype`` raises ``OutputTooNarrow`` (a
+    /// ``ValueError``) before anything is written; after any other error
+    /// ``out`` may be partly written.
+    #[pyo3(signature = (queries, out = None, *, dtype = None))]
     fn popcount<'py>(
         &self,
         py: Python<'py>,
         queries: &Bound<'py, PyAny>,
         out: Option<&Bound<'py, PyAny>>,
+        dtype: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.check_process()?;
-        let queries = query_array(py, queries, self.inner.rows())?;
-        let shape = queries.shape().to_vec();
-        let Some(out) = out else {
-            let result = self.recycled.fresh(py, &shape);
-            {
-                let mut writer = result.try_readwrite().map_err(|e| {
-                    PyRuntimeError::new_err(format!("a new array cannot be written: {e}"))
-                })?;
-                let slice = writer.as_slice_mut().map_err(|e| {
-                    PyRuntimeError::new_err(format!("a new array is not contiguous: {e}"))
-                })?;
-                self.lookup().run(py, &queries, slice)?;
+        let requested = dtype
+            .filter(|d| !d.is_none())
+            .map(ResultType::of_dtype_arg)
+            .transpose()?;
+        let given = out.map(ResultType::of_out).transpose()?;
+        let result_type = match (requested, given) {
+            (Some(asked), Some(given)) if asked != given => {
+                return Err(PyValueError::new_err(format!(
+                    "dtype={} but out has dtype {}: give one, or the same in both",
+                    asked.dtype(py),
+                    given.dtype(py)
+                )));
             }
-            self.recycled.keep(&result);
-            return Ok(result.into_any());
+            (_, Some(given)) => given,
+            (Some(asked), None) => asked,
+            (None, None) => self.result_type(),
         };
-        let target = out
-            .cast::<PyArrayDyn<u32>>()
-            .map_err(|_| PyTypeError::new_err("out must be a numpy.ndarray of dtype uint32"))?;
-        if target.shape() != shape.as_slice() {
-            return Err(PyValueError::new_err(format!(
-                "out has shape {:?} but the queries have shape {:?}",
-                target.shape(),
-                shape
-            )));
-        }
-        // `out` may share memory with the queries through another object
-        // (two `np.frombuffer` views of one buffer): compared by address
-        // bounds, as numpy's ufuncs do, and then computed into a temporary
-        // and copied, so the counts are right whatever the overlap.
-        let overlaps = numpy(py)?
-            .call_method1("may_share_memory", (&queries, target))?
-            .is_truthy()?;
-        if target.is_c_contiguous() && target.is_aligned() && !overlaps {
-            let mut writer = target.try_readwrite().map_err(|_| unwritable_out(target))?;
-            let slice = writer
-                .as_slice_mut()
-                .map_err(|e| PyRuntimeError::new_err(format!("out is not contiguous: {e}")))?;
-            self.lookup().run(py, &queries, slice)?;
-        } else {
-            if target.try_readwrite().is_err() {
-                return Err(unwritable_out(target));
-            }
-            let counts = self.popcount(py, queries.as_any(), None)?;
-            numpy(py)?.call_method1("copyto", (target, counts))?;
-        }
-        Ok(out.clone())
+        initret::Error::check_output_width_bytes(result_type.bytes(), self.inner.result_bytes())
+            .map_err(|e| to_pyerr(py, e))?;
+        let queries = query_array(py, queries, self.inner.rows())?;
+        with_result_type!(result_type, R => self.popcount_as::<R>(py, &queries, out))
     }
 
     /// ``(rows, bytes_per_count, words_per_row, backend, threads,
@@ -373,6 +424,16 @@ impl PyDispatcher {
     #[getter]
     fn adapter(&self) -> Option<String> {
         self.inner.gpu().map(|gpu| gpu.adapter().name.clone())
+    }
+
+    /// The dtype ``popcount`` returns by default: the smallest of
+    /// ``uint8``, ``uint16`` and ``uint32`` that holds the table's largest
+    /// row count (``uint8`` for rows of up to 7 words), as numpy's
+    /// ``counts[q]`` returns the counts' own dtype. The same on every
+    /// backend.
+    #[getter]
+    fn result_dtype<'py>(&self, py: Python<'py>) -> Bound<'py, PyArrayDescr> {
+        self.result_type().dtype(py)
     }
 
     /// Number of rows; valid queries are ``0 .. rows``.

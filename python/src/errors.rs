@@ -80,6 +80,14 @@ fn variant_and_fields<'py>(
             fields.set_item("rows", rows)?;
             "IndexOutOfRange"
         }
+        Error::OutputTooNarrow {
+            output_bytes,
+            count_bytes,
+        } => {
+            fields.set_item("output_bytes", output_bytes)?;
+            fields.set_item("count_bytes", count_bytes)?;
+            "OutputTooNarrow"
+        }
         Error::InvalidTable(reason) => {
             fields.set_item("reason", reason)?;
             "InvalidTable"

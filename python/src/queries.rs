@@ -7,7 +7,8 @@
 //! dtypes are rare; numpy widens them first (`uint8`, `uint16` to `uint32`,
 //! the signed ones to `int64`).
 
-use initret::Dispatcher;
+use initret::arch::CountWord;
+use initret::{Dispatcher, QueryIndex};
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -50,49 +51,50 @@ pub(crate) struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// Runs `lookup` over `queries`, releasing the GIL for large batches,
-    /// and turns a failure into the Python exception.
-    fn detached<T: Sync>(
+    /// Runs the lookup of `queries` into `out`, releasing the GIL for large
+    /// batches, and turns a failure into the Python exception.
+    fn detached<Q: QueryIndex, R: CountWord>(
         &self,
         py: Python<'_>,
-        queries: &[T],
-        out: &mut [u32],
-        lookup: impl Fn(&Dispatcher, &[T], &mut [u32]) -> Result<(), initret::Error> + Send + Sync,
+        queries: &[Q],
+        out: &mut [R],
     ) -> PyResult<()> {
+        let dispatcher = self.dispatcher;
         let result = if queries.len() >= DETACH_MIN_QUERIES {
-            py.detach(|| lookup(self.dispatcher, queries, out))
+            py.detach(|| dispatcher.popcount_indices_into(queries, out))
         } else {
-            lookup(self.dispatcher, queries, out)
+            dispatcher.popcount_indices_into(queries, out)
         };
         result.map_err(|e| to_pyerr(py, e))
     }
 
-    /// Looks up a C-contiguous, native-order integer array into `out`.
-    pub(crate) fn run(
+    /// Looks up a C-contiguous, native-order integer array into `out`, as
+    /// results of type `R` (`u8`, `u16` or `u32`).
+    pub(crate) fn run<R: CountWord>(
         &self,
         py: Python<'_>,
         queries: &Bound<'_, PyUntypedArray>,
-        out: &mut [u32],
+        out: &mut [R],
     ) -> PyResult<()> {
         self.run_typed(py, queries, out, false)
     }
 
-    fn run_typed(
+    fn run_typed<R: CountWord>(
         &self,
         py: Python<'_>,
         queries: &Bound<'_, PyUntypedArray>,
-        out: &mut [u32],
+        out: &mut [R],
         widened: bool,
     ) -> PyResult<()> {
         macro_rules! read_in_place {
-            ($t:ty, $lookup:expr) => {
+            ($t:ty) => {
                 if let Ok(array) = queries.cast::<PyArrayDyn<$t>>() {
                     return match array.try_readonly() {
                         Ok(readonly) => {
                             let slice = readonly.as_slice().map_err(|e| {
                                 PyRuntimeError::new_err(format!("queries are not contiguous: {e}"))
                             })?;
-                            self.detached(py, slice, out, $lookup)
+                            self.detached(py, slice, out)
                         }
                         // `out` overlaps the queries: look up a copy of them.
                         Err(_) => {
@@ -105,12 +107,11 @@ impl Lookup<'_> {
                 }
             };
         }
-        read_in_place!(u32, |d: &Dispatcher, q: &[u32], o: &mut [u32]| d
-            .popcount_into(q, o));
-        read_in_place!(i64, |d: &Dispatcher, q: &[i64], o: &mut [u32]| d
-            .popcount_i64_into(q, o));
-        read_in_place!(u64, |d: &Dispatcher, q: &[u64], o: &mut [u32]| d
-            .popcount_u64_into(q, o));
+        // Read in place, 64-bit ones too: the kernels range check each
+        // vector of them in registers, with no narrowed copy.
+        read_in_place!(u32);
+        read_in_place!(i64);
+        read_in_place!(u64);
         // The narrower integers: every value of theirs fits the wider type
         // exactly, so widening changes no query and no error.
         let wider = match queries.dtype().kind() {

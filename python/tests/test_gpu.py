@@ -20,7 +20,7 @@ def test_seed_workload_on_the_gpu():
     assert isinstance(d.adapter, str) and d.adapter
     assert d.route(10) == "gpu"
     counts = d.popcount(np.arange(initret.SEED_ROWS, dtype=np.uint32))
-    assert counts.dtype == np.uint32
+    assert counts.dtype == np.uint8 == d.result_dtype
     assert int(counts.sum()) == initret.SEED_CHECKSUM
 
 

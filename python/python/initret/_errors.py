@@ -18,6 +18,7 @@ __all__ = [
     "GpuError",
     "IsaUnavailable",
     "ConcurrentModification",
+    "OutputTooNarrow",
     "NotFreezable",
     "CorruptBuffer",
     "APT_HINT",
@@ -138,6 +139,34 @@ class ConcurrentModification(InitretError, RuntimeError):
         return (type(self), (str(self), self.position, self.kind))
 
 
+class OutputTooNarrow(InitretError, ValueError):
+    """The results were asked for in an unsigned type narrower than the
+    table's counts (``out=`` or ``dtype=`` of ``uint8`` for a table whose
+    largest row count needs ``uint16``). Nothing was written.
+
+    A dispatcher's natural result type, what ``popcount`` returns by
+    default, is the smallest of ``uint8``, ``uint16`` and ``uint32`` that
+    holds the table's largest row count (``Dispatcher.result_dtype``).
+
+    Attributes:
+        output_bytes: bytes of one result asked for (1, 2 or 4).
+        count_bytes: bytes the table's counts need (1, 2 or 4).
+    """
+
+    def __init__(self, output_bytes: int, count_bytes: int) -> None:
+        message = (
+            f"results of dtype uint{8 * int(output_bytes)} cannot hold this table's "
+            f"counts, which need uint{8 * int(count_bytes)} (the dispatcher's result_dtype); "
+            f"pass an out= or dtype= at least that wide"
+        )
+        super().__init__(message, "OutputTooNarrow")
+        self.output_bytes = int(output_bytes)
+        self.count_bytes = int(count_bytes)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.output_bytes, self.count_bytes))
+
+
 class NotFreezable(InitretError, TypeError):
     """``initret.freeze`` (or ``SharedDict(...)`` / ``SharedList(...)``)
     met contents a frozen container cannot hold: a key that is not an
@@ -179,6 +208,8 @@ def from_library(variant: str, message: str, **fields: Any) -> Exception:
         return GpuUnavailable(fields.get("reason", message), hint=hint)
     if variant == "IsaUnavailable":
         return IsaUnavailable(message)
+    if variant == "OutputTooNarrow":
+        return OutputTooNarrow(fields["output_bytes"], fields["count_bytes"])
     if variant == "ConcurrentModification":
         return ConcurrentModification(message, fields.get("position"))
     if variant == "NotFreezable":

@@ -30,8 +30,12 @@ class Dispatcher:
     def popcount(
         self,
         queries: _Queries,
-        out: Optional["np.ndarray[Any, np.dtype[np.uint32]]"] = None,
-    ) -> "np.ndarray[Any, np.dtype[np.uint32]]": ...
+        out: Optional["np.ndarray[Any, np.dtype[np.uint8 | np.uint16 | np.uint32]]"] = None,
+        *,
+        dtype: Optional[npt.DTypeLike] = None,
+    ) -> "np.ndarray[Any, np.dtype[np.uint8 | np.uint16 | np.uint32]]": ...
+    @property
+    def result_dtype(self) -> np.dtype[Any]: ...
     def _pickle_state(self) -> tuple: ...
     _sharing: Any
     @staticmethod
