@@ -124,11 +124,12 @@ def bench_rows_table(rows: List[dict]) -> str:
             r["strategy"], r["backend"] if r["backend"] != "cpu" else "cpu", r["kernel"],
             pow2(r["rows"]), r["words_per_row"], pow2(r["queries"]),
             "-" if r["threads"] is None else r["threads"],
-            f"{r['lookups_per_s']:.3e}", ratio(r["ratio_to_memcpy"]), ratio(r["ratio_to_naive_rayon"]),
+            f"{r['lookups_per_s']:.3e}", r.get("bytes_per_lookup", 8), ratio(r["ratio_to_memcpy"]),
+            ratio(r["ratio_to_naive_rayon"]),
             "-" if reference is None else f"{reference:.3f} ({label})",
         ])
     return table(["strategy", "backend", "kernel", "rows", "words", "queries", "threads", "lookups/s",
-                  "ratio_to_memcpy", "ratio_to_naive_rayon", "GPU ratio (reference)"], body)
+                  "B/lookup", "ratio_to_memcpy", "ratio_to_naive_rayon", "GPU ratio (reference)"], body)
 
 
 def code_block(text: str) -> str:
@@ -353,8 +354,9 @@ def main() -> int:
             "Each table names the machine it ran on (the `machine:` line of `initret info`) and its command "
             "(`initret` is `target/release/initret`, i.e. `cargo run --release --`).\n\n")
     doc += ("References, measured in the same run as the row they divide:\n\n"
-            "- `ratio_to_memcpy`: a parallel memcpy of the same bytes (8 per lookup: a 4-byte index read, "
-            "a 4-byte count written) ÷ the row's time; 1.0 is as fast as moving the bytes.\n"
+            "- `ratio_to_memcpy`: a parallel memcpy of the bytes the row really moved (`B/lookup`: the query "
+            "read plus the result written; 8 for a `u32` count, 5 for the `u8` count of an `initret-cpu-u8` row, "
+            "the natural result type of 1-word rows) ÷ the row's time; 1.0 is as fast as moving the bytes.\n"
             "- `ratio_to_naive_rayon`: the naive loop `par_iter().map(|&q| row_popcount(q))` ÷ the row's time.\n"
             "- GPU rows: `ratio_to_device_copy` (a GPU buffer copy of the same bytes, resident rows) or "
             "`ratio_to_transfer` (a host→device→host copy, end-to-end rows) ÷ the row's time.\n\n"

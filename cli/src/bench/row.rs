@@ -20,6 +20,10 @@ pub struct Shape {
     pub words_per_row: usize,
 }
 
+/// Bytes a lookup moves unless a row says otherwise: a 4-byte query read
+/// and a 4-byte count written.
+pub const DEFAULT_BYTES_PER_LOOKUP: usize = 8;
+
 /// The `kernel` field of rows that run no initret kernel (the references
 /// and the baselines).
 pub const NO_KERNEL: &str = "-";
@@ -69,11 +73,16 @@ pub struct BenchRow {
     /// Bytes of count tables the CPU backend placed (copies × one copy's
     /// size), for `initret-cpu` rows.
     pub count_bytes_placed: Option<u64>,
+    /// Bytes one lookup moves: the query read plus the result written (8
+    /// for `u32` queries and `u32` results, 5 for `u8` results). The
+    /// row's `ratio_to_memcpy` is against a memcpy moving as many bytes.
+    pub bytes_per_lookup: usize,
     /// Best time for one call, in seconds.
     pub seconds: f64,
     /// `queries / seconds`.
     pub lookups_per_s: f64,
-    /// Parallel memcpy time of the same bytes divided by `seconds`.
+    /// Parallel memcpy time of the same bytes ([`BenchRow::bytes_per_lookup`]
+    /// × queries, read plus written) divided by `seconds`.
     pub ratio_to_memcpy: f64,
     /// Naive rayon loop time divided by `seconds`.
     pub ratio_to_naive_rayon: f64,
@@ -110,6 +119,7 @@ impl BenchRow {
             placement: None,
             resident_bytes_added: None,
             count_bytes_placed: None,
+            bytes_per_lookup: DEFAULT_BYTES_PER_LOOKUP,
             seconds,
             lookups_per_s: shape.queries as f64 / seconds,
             ratio_to_memcpy: f64::NAN,

@@ -470,6 +470,27 @@ pub fn measure_cpu_point(spec: &PointSpec, point: &Point) -> Result<CpuRows, Cli
         count_bytes_placed: Some(placed),
         ..row(&name, &kernel, t.as_secs_f64())
     });
+    // The same lookups into the natural result type (the smallest that
+    // holds the table's counts: `u8` for rows of up to 7 words), against a
+    // memcpy of the bytes they really move.
+    let natural = match cpu.result_bytes() {
+        1 => Some(narrow_row::<u8>(&cpu, point, &pool)?),
+        2 => Some(narrow_row::<u16>(&cpu, point, &pool)?),
+        _ => None,
+    };
+    if let Some((seconds, bytes_per_lookup, memcpy_seconds)) = natural {
+        let mut narrow = BenchRow {
+            placement: Some(spec.placement.to_string()),
+            bytes_per_lookup,
+            ..row(
+                &format!("{name}-u{}", 8 * (bytes_per_lookup - 4)),
+                &kernel,
+                seconds,
+            )
+        };
+        narrow.ratio_to_memcpy = memcpy_seconds / seconds;
+        rows.push(narrow);
+    }
     drop(cpu);
 
     if spec.baselines {
@@ -507,4 +528,31 @@ pub fn measure_cpu_point(spec: &PointSpec, point: &Point) -> Result<CpuRows, Cli
         rows.push(row("serial", NO_KERNEL, t.as_secs_f64()));
     }
     Ok(CpuRows { rows, references })
+}
+
+/// The best time of `cpu`'s lookups of `point`'s `u32` queries into results
+/// of type `R`, checked against the point's counts; the bytes a lookup then
+/// moves (4 for the query, `R`'s size for the result); and the best time of
+/// a parallel memcpy moving as many bytes (reading half, writing half), on
+/// `pool`.
+fn narrow_row<R: initret::arch::CountWord>(
+    cpu: &initret::cpu::CpuBackend,
+    point: &Point,
+    pool: &rayon::ThreadPool,
+) -> Result<(f64, usize, f64), CliError> {
+    use initret::PopcountBackend;
+    let batch = point.queries.as_slice();
+    let mut out = vec![R::ZERO; batch.len()];
+    let t = best_time(|| cpu.popcount_indices_into(batch, &mut out))?;
+    let widened: Vec<u32> = out.iter().map(|&c| c.into()).collect();
+    point.check(&format!("initret-cpu into u{}", 8 * R::BYTES), &widened)?;
+    let bytes_per_lookup = 4 + R::BYTES;
+    // The same buffers as the 8-byte reference (the queries copied into a
+    // u32 output), fewer words: `bytes_per_lookup / 8` of them per query.
+    let words = (bytes_per_lookup * batch.len())
+        .div_ceil(8)
+        .min(batch.len());
+    let mut dst = try_zeroed(words, "memcpy output")?;
+    let memcpy = pool.install(|| best_time(|| parallel_memcpy(&batch[..words], &mut dst)))?;
+    Ok((t.as_secs_f64(), bytes_per_lookup, memcpy.as_secs_f64()))
 }

@@ -25,9 +25,10 @@ pub const MIN_SECONDS_PER_ROW: f64 = 0.3;
 /// assert!(initret_cli::bench::parallel_memcpy(&src, &mut [0; 3]).is_err());
 /// # Ok::<(), initret::Error>(())
 /// ```
-pub fn parallel_memcpy(src: &[u32], dst: &mut [u32]) -> Result<(), Error> {
+pub fn parallel_memcpy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) -> Result<(), Error> {
     Error::check_output_len(src.len(), dst.len())?;
-    let chunk = python_chunk_len(src.len(), rayon::current_num_threads()).max(1 << 14);
+    let chunk = python_chunk_len(src.len(), rayon::current_num_threads())
+        .max((1 << 16) / std::mem::size_of::<T>().max(1));
     dst.par_chunks_mut(chunk)
         .zip(src.par_chunks(chunk))
         .for_each(|(d, s)| d.copy_from_slice(s));

@@ -254,11 +254,14 @@ def bench(repeat: int, queries_log2: int = 24, rows_log2: int = 16, processes: O
     def section(title: str, rows_count: int, n_queries: int, qdtype: Any = np.int64) -> Dict[str, Any]:
         table = rng.integers(0, 2**32, size=rows_count, dtype=np.uint64).astype(np.uint32)
         queries = rng.integers(0, rows_count, size=n_queries).astype(qdtype)
-        counts = np.bitwise_count(table).astype(np.uint32) if hasattr(np, "bitwise_count") else \
-            np.unpackbits(table.view(np.uint8)).reshape(rows_count, -1).sum(1).astype(np.uint32)
         d = Dispatcher(table, backend="cpu")
+        # numpy is asked for the same thing: counts[q] into a table of the
+        # counts' own dtype (uint8 here), which is initret's result dtype.
+        counts = np.bitwise_count(table) if hasattr(np, "bitwise_count") else \
+            np.unpackbits(table.view(np.uint8)).reshape(rows_count, -1).sum(1)
+        counts = counts.astype(d.result_dtype)
         q32 = queries.astype(np.uint32)
-        outbuf = np.empty(n_queries, dtype=np.uint32)
+        outbuf = np.empty(n_queries, dtype=d.result_dtype)
         measurements: List[Dict[str, Any]] = []
 
         def measure(name: str, fn: Callable[[], Any]) -> None:
@@ -272,6 +275,8 @@ def bench(repeat: int, queries_log2: int = 24, rows_log2: int = 16, processes: O
         measure(f"Dispatcher.popcount(q) (int64 q, {d.kernel})", lambda: d.popcount(queries))
         measure(f"Dispatcher.popcount(q) (uint32 q, {d.kernel})", lambda: d.popcount(q32))
         measure(f"Dispatcher.popcount(q, out=buf) (uint32 q, {d.kernel})", lambda: d.popcount(q32, out=outbuf))
+        measure(f"Dispatcher.popcount(q, dtype=uint32) (int64 q, {d.kernel})",
+                lambda: d.popcount(queries, dtype=np.uint32))
         measure("numpy counts[q] (int64 q), again", lambda: counts[queries])
         if gpu:
             g, what = _gpu_dispatcher(table)
@@ -289,7 +294,7 @@ def bench(repeat: int, queries_log2: int = 24, rows_log2: int = 16, processes: O
     seed: Dict[str, Any] = {"title": f"the seed batch ({SEED_ROWS} queries 0..{SEED_ROWS - 1})", "rows": SEED_ROWS,
             "queries": SEED_ROWS, "measurements": []}
     table = np.arange(SEED_ROWS, dtype=np.uint32)
-    counts = np.array([bin(i).count("1") for i in range(SEED_ROWS)], dtype=np.uint32)
+    counts = np.array([bin(i).count("1") for i in range(SEED_ROWS)], dtype=np.uint8)  # the counts' own dtype
     queries = np.arange(SEED_ROWS)
     q32 = queries.astype(np.uint32)
     d = Dispatcher(table, backend="cpu")
