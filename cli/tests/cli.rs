@@ -118,6 +118,7 @@ fn bench_json_rows_have_every_field() {
             "lookups_per_s",
             "ratio_to_memcpy",
             "ratio_to_naive_rayon",
+            "bytes_per_lookup",
             "ratio_to_device_copy",
             "ratio_to_transfer",
         ] {
@@ -150,10 +151,19 @@ fn bench_json_rows_have_every_field() {
             "no {strategy} row"
         );
     }
+    // 4-word rows hold at most 128 bits: a byte holds every count, and the
+    // natural-result row moves a 4-byte query and a 1-byte count.
+    assert!(
+        rows.iter()
+            .any(|r| r["strategy"] == "initret-cpu-u8" && r["bytes_per_lookup"] == 5),
+        "no initret-cpu-u8 row"
+    );
     for row in &rows {
         let kernel = row["kernel"].as_str().unwrap_or_default();
         match row["strategy"].as_str() {
-            Some("initret-cpu") => assert!(!kernel.is_empty() && kernel != "-", "{row}"),
+            Some("initret-cpu" | "initret-cpu-u8" | "initret-cpu-u16") => {
+                assert!(!kernel.is_empty() && kernel != "-", "{row}")
+            }
             Some("gpu-end-to-end" | "gpu-resident") => assert_eq!(kernel, "gpu", "{row}"),
             _ => assert_eq!(kernel, "-", "{row}"),
         }
