@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 mod demo {
     use std::time::{Duration, Instant};
 
-    use initret::gpu::{GpuBackend, adapters};
+    use initret::gpu::{DeviceLookup, GpuBackend, adapters};
     use initret::harness::random_queries;
     use initret::{BitTable, Error, PopcountBackend, SEED_CHECKSUM, SEED_ROWS};
 

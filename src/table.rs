@@ -229,6 +229,10 @@ impl BitTable {
     /// The largest row count (0 for a table without rows): what decides the
     /// natural result type of a backend over this table, in one pass and no
     /// allocation.
+    #[cfg_attr(
+        not(feature = "gpu"),
+        expect(dead_code, reason = "only the GPU backend uses it")
+    )]
     pub(crate) fn max_row_count(&self) -> u32 {
         self.row_counts_iter().max().unwrap_or(0)
     }

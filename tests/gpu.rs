@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 mod common;
 
-use initret::gpu::{GpuBackend, adapters};
+use initret::gpu::{DeviceLookup, GpuBackend, adapters};
 use initret::harness::SplitMix64;
 use initret::{BitTable, Error, PopcountBackend};
 

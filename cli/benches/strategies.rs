@@ -11,6 +11,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use initret::gpu::DeviceLookup;
 use initret::{Backend, Dispatcher, PopcountBackend};
 use initret_cli::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};
 use initret_cli::bench::{

@@ -5,7 +5,7 @@
 //! nothing here needs a `cfg`.
 
 use initret::PopcountBackend;
-use initret::gpu::GpuBackend;
+use initret::gpu::{DeviceLookup, GpuBackend};
 
 use crate::bench::{BenchRow, Point, References, best_time};
 use crate::error::CliError;

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use initret::gpu::DeviceLookup;
 use initret::{Backend, BitTable, Dispatcher, Error, Pool, SEED_CHECKSUM, SEED_ROWS};
 
 use crate::baseline::{self, GlobalInitializer, PerCallCopy, TaskSize};

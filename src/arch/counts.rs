@@ -86,6 +86,10 @@ impl CountWord for u32 {
 /// that narrow counts they hold as `u32` (the GPU's read-back), having
 /// checked that `R` holds every count.
 #[inline(always)]
+#[cfg_attr(
+    not(feature = "gpu"),
+    expect(dead_code, reason = "only the GPU backend uses it")
+)]
 pub(crate) fn narrow_count<R: CountWord>(count: u32) -> R {
     R::truncate(count)
 }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::DeviceLookup;
 use super::adapter::{new_instance, select_adapter, summarize};
 use super::counts::{CountLayout, RowCounts};
 use super::device::Device;
@@ -261,39 +262,13 @@ impl GpuBackend {
             .set_timeout(timeout.min(MAX_TIMEOUT));
     }
 
-    /// Like [`PopcountBackend::popcount_into`], but each phase (upload, dispatch,
-    /// read-back) runs to completion before the next starts, and its
-    /// wall-clock time is returned. Batches larger than one chunk add up the
-    /// phases of every chunk.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
-    /// let mut out = [0u32; 2];
-    /// let timings = gpu.popcount_timed(&[7, 3], &mut out)?;
-    /// assert_eq!(out, [3, 2]);
-    /// assert!(timings.total() >= timings.dispatch);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn popcount_timed(&self, queries: &[u32], out: &mut [u32]) -> Result<GpuTimings, Error> {
-        Error::check_output_len(queries.len(), out.len())?;
-        if queries.is_empty() {
-            return Ok(GpuTimings::default());
-        }
-        self.with_state(|state| {
-            state
-                .ring
-                .popcount_timed(state.device, state.lookup, queries, out)
-        })
-    }
-
     /// Uploads `queries` to the device, to be looked up (perhaps many times)
-    /// with [`GpuBackend::popcount_resident`]. Returns once the device holds
+    /// with [`DeviceLookup::popcount_resident`]. Returns once the device holds
     /// them. Indices are not checked here.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), initret::Error> {
+    /// # use initret::gpu::DeviceLookup;
     /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
     /// let batch = gpu.upload_batch(&[7, 0, 5])?;
     /// let counts = gpu.popcount_resident(&batch)?;
@@ -303,59 +278,6 @@ impl GpuBackend {
     /// ```
     pub fn upload_batch(&self, queries: &[u32]) -> Result<GpuBatch, Error> {
         self.with_state(|state| state.resident.upload(state.device, self.id, queries))
-    }
-
-    /// Runs the lookups of `batch` into new device-resident counts and waits
-    /// for the GPU to finish; nothing is copied to the host.
-    ///
-    /// Out-of-range indices are not reported here but by
-    /// [`GpuBackend::read_back`], which reads the shader's flag together with
-    /// the counts.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
-    /// let batch = gpu.upload_batch(&[1, 9])?;
-    /// let counts = gpu.popcount_resident(&batch)?; // succeeds...
-    /// assert!(gpu.read_back(&counts).is_err()); // ...index 9 is reported here
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn popcount_resident(&self, batch: &GpuBatch) -> Result<GpuCounts, Error> {
-        batch.check_owner(self.id)?;
-        let mut counts =
-            self.with_state(|state| Ok(GpuCounts::new(state.device, state.lookup, batch)))?;
-        self.popcount_resident_into(batch, &mut counts)?;
-        Ok(counts)
-    }
-
-    /// Like [`GpuBackend::popcount_resident`], writing into existing `counts`.
-    /// When `counts` last held this same batch, no buffer or bind group is
-    /// created; otherwise they are replaced to fit `batch`.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), initret::Error> {
-    /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
-    /// let batch = gpu.upload_batch(&[7, 6])?;
-    /// let mut counts = gpu.popcount_resident(&batch)?;
-    /// for _ in 0..3 {
-    ///     gpu.popcount_resident_into(&batch, &mut counts)?;
-    /// }
-    /// assert_eq!(gpu.read_back(&counts)?, vec![3, 2]);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn popcount_resident_into(
-        &self,
-        batch: &GpuBatch,
-        counts: &mut GpuCounts,
-    ) -> Result<(), Error> {
-        batch.check_owner(self.id)?;
-        counts.check_owner(self.id)?;
-        counts.set_complete(false);
-        self.with_state(|state| counts.run(state.device, state.lookup, batch))?;
-        counts.set_complete(true);
-        Ok(())
     }
 
     /// Copies device-resident counts to the host.
@@ -370,6 +292,7 @@ impl GpuBackend {
     ///
     /// ```no_run
     /// # fn main() -> Result<(), initret::Error> {
+    /// # use initret::gpu::DeviceLookup;
     /// # let gpu = initret::gpu::GpuBackend::new(&initret::BitTable::seed(8))?;
     /// let counts = gpu.popcount_resident(&gpu.upload_batch(&[3])?)?;
     /// assert_eq!(gpu.read_back(&counts)?, vec![2]);
@@ -537,4 +460,39 @@ struct Parts<'a> {
     lookup: &'a Lookup,
     ring: &'a mut Ring,
     resident: &'a Resident,
+}
+
+impl DeviceLookup for GpuBackend {
+    fn popcount_timed(&self, queries: &[u32], out: &mut [u32]) -> Result<GpuTimings, Error> {
+        Error::check_output_len(queries.len(), out.len())?;
+        if queries.is_empty() {
+            return Ok(GpuTimings::default());
+        }
+        self.with_state(|state| {
+            state
+                .ring
+                .popcount_timed(state.device, state.lookup, queries, out)
+        })
+    }
+
+    fn popcount_resident(&self, batch: &GpuBatch) -> Result<GpuCounts, Error> {
+        batch.check_owner(self.id)?;
+        let mut counts =
+            self.with_state(|state| Ok(GpuCounts::new(state.device, state.lookup, batch)))?;
+        self.popcount_resident_into(batch, &mut counts)?;
+        Ok(counts)
+    }
+
+    fn popcount_resident_into(
+        &self,
+        batch: &GpuBatch,
+        counts: &mut GpuCounts,
+    ) -> Result<(), Error> {
+        batch.check_owner(self.id)?;
+        counts.check_owner(self.id)?;
+        counts.set_complete(false);
+        self.with_state(|state| counts.run(state.device, state.lookup, batch))?;
+        counts.set_complete(true);
+        Ok(())
+    }
 }

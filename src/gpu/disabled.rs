@@ -115,27 +115,8 @@ impl GpuBackend {
         match self.never {}
     }
 
-    /// Like `popcount_into`, with each phase timed.
-    pub fn popcount_timed(&self, _queries: &[u32], _out: &mut [u32]) -> Result<GpuTimings, Error> {
-        match self.never {}
-    }
-
     /// Uploads a batch of queries to the device.
     pub fn upload_batch(&self, _queries: &[u32]) -> Result<GpuBatch, Error> {
-        match self.never {}
-    }
-
-    /// Looks up a resident batch into new resident counts.
-    pub fn popcount_resident(&self, _batch: &GpuBatch) -> Result<GpuCounts, Error> {
-        match self.never {}
-    }
-
-    /// Looks up a resident batch into existing resident counts.
-    pub fn popcount_resident_into(
-        &self,
-        _batch: &GpuBatch,
-        _counts: &mut GpuCounts,
-    ) -> Result<(), Error> {
         match self.never {}
     }
 
@@ -172,6 +153,24 @@ impl PopcountBackend for GpuBackend {
         &self,
         _queries: &[Q],
         _out: &mut [R],
+    ) -> Result<(), Error> {
+        match self.never {}
+    }
+}
+
+impl super::DeviceLookup for GpuBackend {
+    fn popcount_timed(&self, _queries: &[u32], _out: &mut [u32]) -> Result<GpuTimings, Error> {
+        match self.never {}
+    }
+
+    fn popcount_resident(&self, _batch: &GpuBatch) -> Result<GpuCounts, Error> {
+        match self.never {}
+    }
+
+    fn popcount_resident_into(
+        &self,
+        _batch: &GpuBatch,
+        _counts: &mut GpuCounts,
     ) -> Result<(), Error> {
         match self.never {}
     }

@@ -12,10 +12,10 @@
 //!   (`popcount`, `popcount_into`, ...): end to end, any batch size; large
 //!   batches stream through a ring of reused buffer sets so that upload,
 //!   compute and read-back overlap.
-//! * [`GpuBackend::upload_batch`], [`GpuBackend::popcount_resident`],
+//! * [`GpuBackend::upload_batch`], [`DeviceLookup::popcount_resident`],
 //!   [`GpuBackend::read_back`]: queries and counts stay on the device until
 //!   asked for.
-//! * [`GpuBackend::popcount_timed`]: upload, dispatch and read-back timed
+//! * [`DeviceLookup::popcount_timed`]: upload, dispatch and read-back timed
 //!   separately.
 //!
 //! An index `>= rows` makes the call fail with
@@ -67,6 +67,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
+mod device_lookup;
 mod error;
 #[cfg(any(test, feature = "harness"))]
 pub(crate) mod skip;
@@ -100,6 +101,7 @@ mod disabled;
 #[cfg(all(test, feature = "gpu"))]
 mod tests;
 
+pub use device_lookup::DeviceLookup;
 pub use error::GpuError;
 pub use summary::{ADAPTER_ENV, AdapterSummary};
 pub use timings::{GpuTimings, MAX_TIMEOUT};

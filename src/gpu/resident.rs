@@ -65,7 +65,7 @@ impl fmt::Debug for GpuBatch {
 /// [`GpuBackend::read_back`](super::GpuBackend::read_back).
 ///
 /// Reusable:
-/// [`GpuBackend::popcount_resident_into`](super::GpuBackend::popcount_resident_into)
+/// [`DeviceLookup::popcount_resident_into`](super::DeviceLookup::popcount_resident_into)
 /// writes into existing counts without allocating when the batch is the
 /// same.
 pub struct GpuCounts {

@@ -1,5 +1,5 @@
 //! The streaming ring behind [`GpuBackend`](super::GpuBackend)'s lookups
-//! and [`GpuBackend::popcount_timed`](super::GpuBackend::popcount_timed):
+//! and [`DeviceLookup::popcount_timed`](super::DeviceLookup::popcount_timed):
 //! reused buffer sets that chunks of a batch cycle through, the shape of
 //! wgpu's `repeated_compute` example.
 

@@ -2,6 +2,7 @@
 //! size, buffer counts, device destruction) or its private arithmetic.
 //! Tests of the public API are in `tests/gpu.rs`.
 
+use super::DeviceLookup;
 use super::backend::BuildOptions;
 use super::backend::GpuBackend;
 use super::counts::{CountLayout, Piece, SEGMENT_WORDS, Segments};

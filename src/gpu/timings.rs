@@ -1,5 +1,5 @@
 //! Plain data about time, present with or without wgpu: what
-//! [`GpuBackend::popcount_timed`](super::GpuBackend::popcount_timed)
+//! [`DeviceLookup::popcount_timed`](super::DeviceLookup::popcount_timed)
 //! reports, and the longest wait a backend accepts.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Wall-clock time of each phase of one
-/// [`GpuBackend::popcount_timed`](super::GpuBackend::popcount_timed) call.
+/// [`DeviceLookup::popcount_timed`](super::DeviceLookup::popcount_timed) call.
 ///
 /// Each phase ends with a wait for the GPU, so the phases do not overlap
 /// (unlike [`PopcountBackend::popcount`](crate::PopcountBackend::popcount),

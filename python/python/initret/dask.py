@@ -284,7 +284,7 @@ def _popcount_block(block: np.ndarray, name: str, block_info: Optional[dict] = N
     A bad query's position is reported in the whole array (flat, C order)."""
     dispatcher = get_dispatcher(name)
     try:
-        return dispatcher.popcount(block)
+        return dispatcher.popcount(block, dtype=np.uint32)
     except IndexOutOfRange as error:
         if not block_info or block.ndim == 0:
             raise
