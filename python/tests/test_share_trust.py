@@ -337,23 +337,39 @@ def test_item5_an_interrupt_right_after_shm_open_leaks_nothing(monkeypatch):
         shm_unlink = staticmethod(_share._posixshmem.shm_unlink)
 
     monkeypatch.setattr(_share, "_posixshmem", Fake)
+    # A shell that starts a job in the background has Python ignore SIGINT.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = shm_names()
-    with pytest.raises(KeyboardInterrupt):
-        initret.share(np.ones(1 << 16))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            initret.share(np.ones(1 << 16))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert delivered
     assert shm_names() == before
 
 
 def test_item5_interrupts_at_random_moments_leak_nothing(tmp_path):
     code = (
-        "import numpy as np, initret, sys\n"
+        "import numpy as np, initret, signal\n"
+        "interrupts = [0]\n"
+        "def on_interrupt(*_):  # installed: a background job would ignore SIGINT\n"
+        "    interrupts[0] += 1\n"
+        "    raise KeyboardInterrupt\n"
+        "signal.signal(signal.SIGINT, on_interrupt)\n"
+        "stop = []\n"
+        "signal.signal(signal.SIGTERM, lambda *_: stop.append(1))\n"
         "a = np.ones(1 << 18)\n"
         "print('ready', flush=True)\n"
-        "while True:\n"
-        "    try:\n"
-        "        initret.share(a).unlink()\n"
-        "    except KeyboardInterrupt:\n"
-        "        pass\n"
+        "try:\n"
+        "    while not stop:\n"
+        "        try:\n"
+        "            initret.share(a).unlink()\n"
+        "        except KeyboardInterrupt:\n"
+        "            pass\n"
+        "finally:\n"
+        "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "    print(interrupts[0], flush=True)\n"
     )
     before = shm_names()
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -363,10 +379,15 @@ def test_item5_interrupts_at_random_moments_leak_nothing(tmp_path):
         for _ in range(300):
             child.send_signal(signal.SIGINT)
             time.sleep(float(rng.uniform(0, 0.004)))
-    finally:
+        time.sleep(0.2)
         child.send_signal(signal.SIGTERM)
+        interrupted = child.stdout.readline().strip()
         child.wait(60)
+    finally:
+        if child.poll() is None:
+            child.kill()
         child.stdout.close()
+    assert interrupted.isdigit() and int(interrupted) > 0, f"no interrupt reached the child: {interrupted!r}"
     time.sleep(0.5)
     assert shm_names() - before == set()
 
