@@ -150,3 +150,20 @@ def test_a_damaged_container_in_a_segment_is_a_clear_error():
         with pytest.raises(initret.SharedMemoryUnavailable) as caught:
             pickle.loads(handle)
         assert "damaged container" in str(caught.value)
+
+
+def test_the_state_benchmark_runs_and_checks_its_answers():
+    """`python -m initret bench --state`, small: every recipe gives the
+    seed's answers, and every lookup row is measured against the plain
+    dict of the same run."""
+    from initret import _bench_state
+
+    report = _bench_state.bench_state(processes=1, sizes=(2000,), methods=["fork"], lookups=2000)
+    assert {r["recipe"] for r in report["recipes"]} == set(_bench_state.RECIPES)
+    assert all(r["correct"] for r in report["recipes"])
+    shared = next(r for r in report["recipes"] if r["recipe"] == _bench_state.RECIPES[2])
+    assert shared["after_read_kib"] > 0 and shared["idle_kib"] > 0
+    (lookups,) = report["lookups"]
+    per = lookups["per_lookup_s"]
+    assert per["dict d[k]"] > 0 and per["initret.SharedDict d[k]"] > 0
+    assert per["dict of ints: SharedDict get_many(int64 array)"] > 0
