@@ -16,7 +16,7 @@ use numpy::ndarray::ArrayView1;
 use numpy::{PyArray1, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{IntoPyDict, PyMemoryView};
+use pyo3::types::{IntoPyDict, PyBytes, PyMemoryView};
 
 use crate::dispatcher::PyDispatcher;
 use crate::numpy;
@@ -88,10 +88,11 @@ pub(crate) struct CountsLayout {
 }
 
 /// Whether the memory behind `array` can never be written: the object at
-/// the end of its base chain exports a read-only buffer (a read-only
-/// `mmap`, `bytes`) or is a `Dispatcher` (whose counts never change). An
-/// array that owns its memory is refused even when marked read-only: its
-/// flag can be set back.
+/// the end of its chain of bases (numpy arrays, and the objects memoryviews
+/// were taken of) is `bytes`, an `mmap` mapped read-only, or a `Dispatcher`
+/// (whose counts never change). Anything else is refused: an array that owns
+/// its memory (its read-only flag can be set back), a `bytearray`, a
+/// writable mapping, and read-only views of any of those.
 fn memory_is_immutable(array: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = array.py();
     let ndarray = numpy(py)?.getattr("ndarray")?;
@@ -103,17 +104,24 @@ fn memory_is_immutable(array: &Bound<'_, PyAny>) -> PyResult<bool> {
                 return Ok(false);
             }
             root = base;
+        } else if let Ok(view) = root.cast::<PyMemoryView>() {
+            let obj = view.getattr("obj")?;
+            if obj.is_none() {
+                return Ok(false);
+            }
+            root = obj;
         } else {
             break;
         }
     }
-    if root.is_instance_of::<PyDispatcher>() {
+    if root.is_instance_of::<PyDispatcher>() || root.is_exact_instance_of::<PyBytes>() {
         return Ok(true);
     }
-    match PyMemoryView::from(&root) {
-        Ok(view) => view.getattr("readonly")?.is_truthy(),
-        Err(_) => Ok(false),
+    let mmap_type = py.import("mmap")?.getattr("mmap")?;
+    if root.is_instance(&mmap_type)? {
+        return PyMemoryView::from(&root)?.getattr("readonly")?.is_truthy();
     }
+    Ok(false)
 }
 
 /// A dispatcher over the counts in `counts` (a read-only `uint8` array of

@@ -167,3 +167,27 @@ def test_the_state_benchmark_runs_and_checks_its_answers():
     per = lookups["per_lookup_s"]
     assert per["dict d[k]"] > 0 and per["initret.SharedDict d[k]"] > 0
     assert per["dict of ints: SharedDict get_many(int64 array)"] > 0
+
+
+class ManyAttributes:
+    """An object whose pickled state is a dict of 70 entries."""
+
+    def __init__(self):
+        for i in range(70):
+            setattr(self, f"a{i}", i)
+
+
+def test_a_dict_or_list_that_rebuilds_an_object_stays_a_dict_or_list():
+    """An object's __setstate__ state and an object array's items must come
+    back as a real dict and list: share() then freezes nothing."""
+    objects = np.array([str(i) for i in range(100)], dtype=object)
+    state = {"obj": ManyAttributes(), "objects": objects, "cache": seed_cache(1000), "t": np.arange(5)}
+    with initret.share(state) as shared:
+        value = pickle.loads(pickle.dumps(shared))
+        assert value["obj"].a69 == 69
+        assert value["objects"].tolist() == objects.tolist()
+        assert value["cache"] == state["cache"]
+        assert not value["t"].flags.writeable
+    # Without such objects, the same large dict is frozen.
+    with initret.share({"cache": seed_cache(1000)}) as shared:
+        assert isinstance(shared.value["cache"], initret.SharedDict)

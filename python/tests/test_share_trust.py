@@ -153,6 +153,28 @@ def test_item1_another_users_segment_under_a_share_handles_name_is_refused(tmp_p
         remove_as_root(name)
 
 
+def make_fifo(path):
+    os.mkfifo(path, 0o666)
+
+
+def test_item1_a_fifo_planted_under_a_segments_name_is_refused_without_hanging():
+    """Opening a FIFO blocks until a writer comes; initret opens names
+    without blocking and accepts only regular files."""
+    shared = initret.share(np.arange(1000))
+    handle = pickle.dumps(shared)
+    name = shared.name
+    shared.unlink()
+    as_other_user(make_fifo, "/dev/shm/" + name)
+    try:
+        started = time.monotonic()
+        with pytest.raises(initret.SharedMemoryUntrusted):
+            pickle.loads(handle)
+        _share.sweep()  # never blocks on it either
+        assert time.monotonic() - started < 30
+    finally:
+        remove_as_root(name)
+
+
 def test_item1_segments_and_secret_are_private_to_this_user():
     with initret.share(np.arange(10)) as shared:
         st = os.stat("/dev/shm/" + shared.name)
@@ -388,7 +410,9 @@ def test_item5_interrupts_at_random_moments_leak_nothing(tmp_path):
             child.kill()
         child.stdout.close()
     assert interrupted.isdigit() and int(interrupted) > 0, f"no interrupt reached the child: {interrupted!r}"
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # the child's resource tracker may still be at work
+    while shm_names() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert shm_names() - before == set()
 
 
@@ -473,8 +497,13 @@ def test_item8_a_killed_creator_started_by_multiprocessing_leaks_nothing_while_i
             child.kill()
 
 
+_kept_until_exit = []
+
+
 def share_in_worker(_):
-    return initret.share(np.ones(100)).name
+    shared = initret.share(np.ones(100))
+    _kept_until_exit.append(shared)  # released only when the worker exits
+    return shared.name
 
 
 def test_item8_a_pool_worker_that_shares_and_exits_leaves_nothing():
@@ -500,6 +529,12 @@ def test_item9_a_read_only_view_of_writable_memory_is_refused():
     writable_map = mmap.mmap(-1, 32)
     with pytest.raises(ValueError, match="writable memory"):
         initret.Dispatcher._from_counts(np.frombuffer(writable_map, np.uint8), 16, 1, 1, "cpu", 1, "shared")
+    # A read-only memoryview does not make what is under it read-only.
+    underneath = bytearray(32)
+    for view_of_writable in (np.frombuffer(memoryview(underneath).toreadonly(), np.uint8),
+                             np.frombuffer(memoryview(np.zeros(32, np.uint8)).toreadonly(), np.uint8)):
+        with pytest.raises(ValueError, match="writable memory"):
+            initret.Dispatcher._from_counts(view_of_writable, 16, 1, 1, "cpu", 1, "shared")
     # Immutable memory is accepted: bytes, and the shared segment's read-only mapping.
     frozen = np.frombuffer(bytes([0, 1, 2, 3] * 8), np.uint8)
     d = initret.Dispatcher._from_counts(frozen, 16, 1, 1, "cpu", 1, "shared")

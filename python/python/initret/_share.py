@@ -259,6 +259,7 @@ def _private_dir() -> Tuple[int, str]:
             except OSError:
                 pass
         _private.update(pid=os.getpid(), fd=fd, path=path)
+        _at_process_exit(_sweep_at_exit)  # atexit does not run in a multiprocessing child
         return fd, path
 
 
@@ -342,6 +343,11 @@ def _flock(fd: int, operation: int, timeout: float, path: str) -> None:
 
 
 # -- the segment format -------------------------------------------------------
+
+#: How an existing segment is opened: read-only, never through a symlink,
+#: and without blocking (another user may plant a FIFO under a name; opening
+#: one blocking would wait forever). Only a regular file is then accepted.
+_OPEN_EXISTING = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 
 _MAGIC = b"INITRSHM"
 _VERSION = 2
@@ -469,7 +475,7 @@ def _open_checked(name: str, host: str) -> int:
     """A read-only descriptor of segment ``name``, after ``fstat`` showed it
     is this user's and private."""
     try:
-        fd = _posixshmem.shm_open("/" + name, os.O_RDONLY | os.O_NOFOLLOW, 0o600)
+        fd = _posixshmem.shm_open("/" + name, _OPEN_EXISTING, 0o600)
     except FileNotFoundError:
         raise _gone(name, host) from None
     except PermissionError:
@@ -534,7 +540,10 @@ class _Segment:
         if tracker is not None:
             tracker.register("/" + name, "shared_memory")
         self._finalizer = weakref.finalize(self, _release, name, self._fd, os.getpid(), tracker)
-        _at_process_exit(self._finalizer)
+        if multiprocessing.parent_process() is not None:
+            # A multiprocessing child ends with os._exit: only its own
+            # finalizers run (this one leaves the registry with the object).
+            multiprocessing.util.Finalize(self, self._finalizer, exitpriority=5)
 
     @property
     def fd(self) -> int:
@@ -574,7 +583,7 @@ def _names_inode(name: str, st: Optional[os.stat_result]) -> bool:
     """Whether segment ``name`` exists and is the file ``st`` describes (or,
     with no ``st``, is this user's)."""
     try:
-        fd = _posixshmem.shm_open("/" + name, os.O_RDONLY | os.O_NOFOLLOW, 0o600)
+        fd = _posixshmem.shm_open("/" + name, _OPEN_EXISTING, 0o600)
     except OSError:
         return False
     try:
@@ -582,7 +591,7 @@ def _names_inode(name: str, st: Optional[os.stat_result]) -> bool:
     finally:
         os.close(fd)
     if st is None:
-        return now.st_uid == os.geteuid()
+        return stat.S_ISREG(now.st_mode) and now.st_uid == os.geteuid()
     return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
 
 
@@ -696,9 +705,10 @@ class _TemplatePickler(pickle.Pickler):
     its place in the segment (pickle finds arrays wherever they are; its
     memo keeps cycles and shared references)."""
 
-    def __init__(self, file: Any, arrays: List[np.ndarray]) -> None:
+    def __init__(self, file: Any, arrays: List[np.ndarray], freeze: bool = True) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.arrays = arrays
+        self.freeze = freeze
         self.index: Dict[int, int] = {}
         self.not_frozen: set = set()
         self.kept: List[Any] = []
@@ -716,7 +726,7 @@ class _TemplatePickler(pickle.Pickler):
     def persistent_id(self, obj: Any) -> Any:
         t = type(obj)
         if t is dict or t is list:
-            return self._frozen_id(obj, t)
+            return self._frozen_id(obj, t) if self.freeze else None
         if not _shareable_array(obj):
             return None
         i = self.index.get(id(obj))
@@ -746,6 +756,49 @@ class _TemplatePickler(pickle.Pickler):
             self.arrays.append(np.frombuffer(frozen, np.uint8))
             self.kept.append(obj)  # keeps id(obj) unique while pickling
         return ("initret.frozen", i, "dict" if kind is dict else "list")
+
+
+def _pickle_template(obj: Any) -> Tuple[bytes, List[np.ndarray], List["Shared"]]:
+    """``obj`` pickled with its arrays (and large dicts and lists) taken
+    out: ``(template, arrays, made)``. A dict or list that pickle hands to an
+    object to rebuild itself (its ``__setstate__`` state, an object array's
+    items) must stay a real dict or list, so when the template does not load
+    with frozen containers in their places it is pickled again without
+    freezing any."""
+    arrays: List[np.ndarray] = []
+    buffer = io.BytesIO()
+    pickler = _TemplatePickler(buffer, arrays)
+    made = pickler.dump_collecting(obj)
+    if pickler.kept and not _loads_with_containers(buffer.getvalue(), arrays):
+        arrays = []
+        buffer = io.BytesIO()
+        made += _TemplatePickler(buffer, arrays, freeze=False).dump_collecting(obj)
+    return buffer.getvalue(), arrays, made
+
+
+class _TrialUnpickler(pickle.Unpickler):
+    """Loads a template with each array in its place and an empty container
+    of the right type for each frozen one: whether the real load can
+    succeed."""
+
+    def __init__(self, file: Any, arrays: List[np.ndarray]) -> None:
+        super().__init__(file)
+        self.arrays = arrays
+
+    def persistent_load(self, pid: Any) -> Any:
+        from ._initret import SharedDict, SharedList
+
+        if pid[0] == "initret.frozen":
+            return SharedDict() if pid[2] == "dict" else SharedList()
+        return self.arrays[pid[1]]
+
+
+def _loads_with_containers(template: bytes, arrays: List[np.ndarray]) -> bool:
+    try:
+        _TrialUnpickler(io.BytesIO(template), arrays).load()
+    except Exception:  # noqa: BLE001 - any failure means: do not freeze
+        return False
+    return True
 
 
 class _TemplateUnpickler(pickle.Unpickler):
@@ -913,10 +966,8 @@ def share(obj: Any) -> Shared:
     into shared memory; returns a :class:`Shared` whose ``value`` is ``obj``
     rebuilt around read-only views of it, and whose pickle unpickles, in
     any process of this user on this host, to the same."""
-    arrays: List[np.ndarray] = []
-    buffer = io.BytesIO()
-    keep = tuple(_TemplatePickler(buffer, arrays).dump_collecting(obj))
-    template = buffer.getvalue()
+    template, arrays, made = _pickle_template(obj)
+    keep = tuple(made)
     host = host_identity()
     if not arrays:
         return Shared(obj, (_HANDLE_VERSION, None, 0, b"", host, template), None, keep)
@@ -1083,6 +1134,24 @@ class HostSegment:
 _live_host_segments: "weakref.WeakSet[HostSegment]" = weakref.WeakSet()
 
 
+def _drop_inherited_users_locks() -> None:
+    """In a ``fork`` child: closes the users-lock descriptors inherited from
+    the parent (an ``flock`` belongs to the open file, so a child that kept
+    them would keep the parent's segments in use after the parent
+    released them)."""
+    for host_segment in list(_live_host_segments):
+        fd, host_segment._users_fd = host_segment._users_fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_users_locks)
+
+
 def _release_at_exit() -> None:
     for host_segment in list(_live_host_segments):
         try:
@@ -1110,11 +1179,12 @@ def _unlink_if_unused(name: str, lock_timeout: float, wait: bool = True) -> bool
             except BlockingIOError:
                 return False
             try:
-                fd = _posixshmem.shm_open("/" + name, os.O_RDONLY | os.O_NOFOLLOW, 0o600)
+                fd = _posixshmem.shm_open("/" + name, _OPEN_EXISTING, 0o600)
             except FileNotFoundError:
                 return False
             try:
-                if os.fstat(fd).st_uid != os.geteuid():
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
                     return False  # not ours to remove
             finally:
                 os.close(fd)
@@ -1205,6 +1275,7 @@ def _attach_or_create_segment(digest: bytes, make: Callable[[], List[np.ndarray]
     from ``make()``'s arrays. Returns ``(check(...), host_segment)``."""
     if _posixshmem is None or fcntl is None:  # pragma: no cover - Windows
         raise SharedMemoryUnavailable("per-host shared state needs POSIX shared memory and flock")
+    sweep()  # segments whose every user died (SIGKILL) go first
     name, secret = _host_names(digest)
     host = socket.gethostname()
     lock = _open_private(name + ".lock")
@@ -1218,7 +1289,9 @@ def _attach_or_create_segment(digest: bytes, make: Callable[[], List[np.ndarray]
                 value = check(mm, descriptors, name, host)
             except SharedMemoryUntrusted:
                 raise
-            except SharedMemoryUnavailable:
+            except SharedMemoryUnavailable as error:
+                if error.segment != name:
+                    raise  # another segment's trouble (one the state refers to): this one stays
                 # Missing, or left incomplete by a creator that died under
                 # this lock: (re)created. Ours (the owner check passed or it
                 # does not exist), so ours to replace.
@@ -1228,15 +1301,19 @@ def _attach_or_create_segment(digest: bytes, make: Callable[[], List[np.ndarray]
                     pass
                 arrays = make()
                 segment, _size = _create(name, arrays, secret, described=described, tracked=False)
-                try:
-                    mm, descriptors = _map_segment(name, secret, host, fd=segment.fd, mapping=_Mapping)
-                finally:
-                    segment._finalizer.detach()  # the users lock, not this object, decides its life
-                    fd, segment._fd[0] = segment._fd[0], None
-                    if fd is not None:
-                        os.close(fd)
                 del arrays
-                value = check(mm, descriptors, name, host)
+                try:
+                    try:
+                        mm, descriptors = _map_segment(name, secret, host, fd=segment.fd, mapping=_Mapping)
+                    finally:
+                        segment._finalizer.detach()  # the users lock, not this object, decides its life
+                        fd, segment._fd[0] = segment._fd[0], None
+                        if fd is not None:
+                            os.close(fd)
+                    value = check(mm, descriptors, name, host)
+                except BaseException:
+                    _posixshmem.shm_unlink("/" + name)  # nobody will use it: no orphan
+                    raise
                 created = True
             fcntl.flock(users, fcntl.LOCK_SH | fcntl.LOCK_NB)  # never blocks: we hold the table lock
         except BaseException:
@@ -1257,10 +1334,7 @@ class HostState:
     the plugin, never from shared memory)."""
 
     def __init__(self, obj: Any) -> None:
-        arrays: List[np.ndarray] = []
-        buffer = io.BytesIO()
-        _TemplatePickler(buffer, arrays).dump(obj)
-        self.template = buffer.getvalue()
+        self.template, arrays, _made = _pickle_template(obj)
         self.arrays: Optional[List[np.ndarray]] = [np.ascontiguousarray(a) for a in arrays]
         h = hashlib.blake2b(digest_size=32)
         h.update(b"initret host state\0")
