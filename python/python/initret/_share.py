@@ -598,7 +598,7 @@ def _names_inode(name: str, st: Optional[os.stat_result]) -> bool:
 def _release(name: str, fd_box: List[Optional[int]], pid: int, tracker: Any) -> None:
     if os.getpid() != pid:
         return
-    fd, fd_box[0] = fd_box[0], None
+    fd = fd_box[0]
     try:
         # Interrupted before shm_open returned: the name, created O_EXCL by
         # this process if it exists and is this user's, is removed by name.
@@ -606,14 +606,17 @@ def _release(name: str, fd_box: List[Optional[int]], pid: int, tracker: Any) -> 
             _posixshmem.shm_unlink("/" + name)
     except OSError:
         pass
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tracker is not None:
-            try:
-                tracker.unregister("/" + name, "shared_memory")
-            except Exception:  # pragma: no cover - the tracker died
-                pass
+    # Removed (or not this process's to remove). Only now is the resource
+    # tracker told: an interrupt above leaves the name registered, and the
+    # tracker removes it when this process exits.
+    if tracker is not None:
+        try:
+            tracker.unregister("/" + name, "shared_memory")
+        except Exception:  # pragma: no cover - the tracker died
+            pass
+    fd_box[0] = None
+    if fd is not None:
+        os.close(fd)
 
 
 def _reserve(fd: int, size: int, name: str) -> None:
