@@ -4,8 +4,11 @@
 memory segment and returns a :class:`Shared`. Arrays are found wherever
 pickle would find them: in dicts, lists, tuples, sets, ``OrderedDict``,
 ``defaultdict``, dataclasses, namespaces, any object that pickles its
-attributes. Everything else is pickled, with pickle's own rules (cycles and
-shared references are kept).
+attributes. Dicts and lists of 64 entries or more whose contents fit the
+frozen format come back as read-only :class:`initret.SharedDict` and
+:class:`initret.SharedList` over the same segment. Everything else is
+pickled, with pickle's own rules (cycles and shared references are kept);
+``docs/sharing.md`` has the details.
 
 * ``shared.value`` is ``obj`` rebuilt around read-only, zero-copy views of
   that segment, so the creating process holds one copy (drop the original);
