@@ -103,7 +103,7 @@ def worker_segment_inodes(name):
 
 
 def test_reregistering_after_the_table_changed_places_the_new_counts(client):
-    """Item 2: the plugin's segment follows the table it carries, not the
+    """The plugin's segment follows the table it carries, not the
     plugin object: register, change the array in place, register again."""
     table = np.arange(1 << 16, dtype=np.uint32)
     plugin = initret.dask.DispatcherPlugin(table, threads=1, name="again")
@@ -124,7 +124,7 @@ def test_reregistering_after_the_table_changed_places_the_new_counts(client):
 
 
 def test_killed_creator_restarts_into_the_same_segment_and_is_released(rng):
-    """Items 7 and 13: SIGKILL the worker that created the host's segment.
+    """SIGKILL the worker that created the host's segment.
     The nanny restarts it; the new worker attaches to the segment the
     others still use (one count table on the host), and unregistering the
     plugin removes it, though its creator never tore down."""
@@ -174,7 +174,7 @@ def state_segments(name):
 
 
 def test_any_state_placed_once_per_host(client):
-    """Issue 20: any state (here the seed's dict and an array) placed once
+    """Any state (here the seed's dict and an array) placed once
     per host; tasks get it with get_state; the last worker out unlinks it."""
     cache = {i: bin(i) for i in range(initret.SEED_ROWS)}
     state = {"cache": cache, "table": np.arange(initret.SEED_ROWS)}

@@ -1,8 +1,9 @@
-"""Shared state no one else can forge, and no leak on any path: one test (or
-more) per finding of the hostile-user and unlucky-user review (issue
-"Shared state no one else can forge"). The cases that play another local
-user run as root and drop to uid/gid 65534 in a forked child; without root
-they skip, saying why."""
+"""Shared state no one else can forge, and no leak on any path: what a
+hostile local user (files planted in /dev/shm, the private directory, a
+FIFO, a held lock) and an unlucky one (Ctrl-C, SIGKILL, a segment removed
+from outside, truncation) can do to the sharing layer. The cases that play
+another local user run as root and drop to uid/gid 65534 in a forked child;
+without root they skip, saying why."""
 
 from __future__ import annotations
 
@@ -113,10 +114,10 @@ def private_tmpdir(monkeypatch):
     subprocess.run(["rm", "-rf", root], check=False)
 
 
-# -- item 1: a forged Dask segment --------------------------------------------------
+# -- another user's file under a segment's name --------------------------------------------------
 
 
-def test_item1_another_users_segment_under_the_dask_name_is_refused_and_never_unpickled(tmp_path):
+def test_another_users_segment_under_the_dask_name_is_refused_and_never_unpickled(tmp_path):
     os.chmod(tmp_path, 0o777)
     marker = str(tmp_path / "pwned")
     digest = os.urandom(32)
@@ -136,7 +137,7 @@ def test_item1_another_users_segment_under_the_dask_name_is_refused_and_never_un
         remove_as_root(name)
 
 
-def test_item1_another_users_segment_under_a_share_handles_name_is_refused(tmp_path):
+def test_another_users_segment_under_a_share_handles_name_is_refused(tmp_path):
     os.chmod(tmp_path, 0o777)
     marker = str(tmp_path / "pwned")
     shared = initret.share({"t": np.arange(1000)})
@@ -157,7 +158,7 @@ def make_fifo(path):
     os.mkfifo(path, 0o666)
 
 
-def test_item1_a_fifo_planted_under_a_segments_name_is_refused_without_hanging():
+def test_a_fifo_planted_under_a_segments_name_is_refused_without_hanging():
     """Opening a FIFO blocks until a writer comes; initret opens names
     without blocking and accepts only regular files."""
     shared = initret.share(np.arange(1000))
@@ -175,7 +176,7 @@ def test_item1_a_fifo_planted_under_a_segments_name_is_refused_without_hanging()
         remove_as_root(name)
 
 
-def test_item1_segments_and_secret_are_private_to_this_user():
+def test_segments_and_secret_are_private_to_this_user():
     with initret.share(np.arange(10)) as shared:
         st = os.stat("/dev/shm/" + shared.name)
         assert st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o600
@@ -187,7 +188,7 @@ def test_item1_segments_and_secret_are_private_to_this_user():
     assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_size == 32
 
 
-def test_item1_a_group_or_world_readable_segment_of_this_user_is_refused():
+def test_a_group_or_world_readable_segment_of_this_user_is_refused():
     shared = initret.share(np.arange(10))
     handle = pickle.dumps(shared)
     os.chmod("/dev/shm/" + shared.name, 0o644)
@@ -199,7 +200,7 @@ def test_item1_a_group_or_world_readable_segment_of_this_user_is_refused():
 
 @pytest.mark.parametrize("corruption", ["magic", "version", "secret", "size", "ready", "count", "offset",
                                         "nbytes", "truncated"])
-def test_item1_a_forged_or_damaged_header_is_a_clear_error(corruption):
+def test_a_forged_or_damaged_header_is_a_clear_error(corruption):
     """Same-user damage: every header field is checked before a view is made."""
     import struct
 
@@ -231,10 +232,10 @@ def test_item1_a_forged_or_damaged_header_is_a_clear_error(corruption):
     shared.unlink()
 
 
-# -- item 3: locks -------------------------------------------------------------------
+# -- locks and the private directory -------------------------------------------------------------------
 
 
-def test_item3_a_private_directory_planted_by_another_user_is_refused(private_tmpdir):
+def test_a_private_directory_planted_by_another_user_is_refused(private_tmpdir):
     path = os.path.join(private_tmpdir, f"initret-{os.geteuid()}")
     as_other_user(os.mkdir, path, 0o777)
     with pytest.raises(initret.SharedMemoryUntrusted) as caught:
@@ -242,7 +243,7 @@ def test_item3_a_private_directory_planted_by_another_user_is_refused(private_tm
     assert path in str(caught.value) and f"uid {OTHER_UID}" in str(caught.value)
 
 
-def test_item3_a_symlink_planted_at_the_private_directory_is_refused(private_tmpdir):
+def test_a_symlink_planted_at_the_private_directory_is_refused(private_tmpdir):
     path = os.path.join(private_tmpdir, f"initret-{os.geteuid()}")
     target = os.path.join(private_tmpdir, "target")
     os.mkdir(target, 0o700)
@@ -252,7 +253,7 @@ def test_item3_a_symlink_planted_at_the_private_directory_is_refused(private_tmp
     assert os.listdir(target) == []  # nothing created through the link
 
 
-def test_item3_the_old_lock_file_in_dev_shm_no_longer_matters():
+def test_the_old_lock_file_in_dev_shm_no_longer_matters():
     """Another user holding /dev/shm/initret-<uid>.lock (the old, fixed
     name) blocks nothing: locks live in the private directory."""
     path = f"/dev/shm/initret-{os.geteuid()}.lock"
@@ -293,7 +294,7 @@ def hold_table_lock(name, ready, release):
     release.wait(60)
 
 
-def test_item3_a_held_lock_times_out_with_a_clear_error_and_other_tables_go_on():
+def test_a_held_lock_times_out_with_a_clear_error_and_other_tables_go_on():
     ctx = multiprocessing.get_context("fork")
     digest = os.urandom(32)
     name, _ = _share._host_names(digest)
@@ -316,7 +317,7 @@ def test_item3_a_held_lock_times_out_with_a_clear_error_and_other_tables_go_on()
         holder.join(60)
 
 
-# -- item 4: a Dispatcher inside Pool(shared=True) state, every start method -----------
+# -- a Dispatcher inside Pool(shared=True) state, every start method -----------
 
 
 def dispatcher_state():
@@ -328,7 +329,7 @@ def popcount_with(i, initret=None):
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
-def test_item4_a_dispatcher_in_shared_pool_state_works_under_every_start_method(method):
+def test_a_dispatcher_in_shared_pool_state_works_under_every_start_method(method):
     if method not in multiprocessing.get_all_start_methods():
         pytest.skip(f"no {method} start method")
     ctx = multiprocessing.get_context(method)
@@ -336,14 +337,14 @@ def test_item4_a_dispatcher_in_shared_pool_state_works_under_every_start_method(
         assert pool.map(popcount_with, [0, 1, 7, 255]) == [1, 2, 4, 9]
 
 
-# -- item 5: Ctrl-C during share() ---------------------------------------------------------
+# -- Ctrl-C during share() ---------------------------------------------------------
 
 
 def shm_names():
     return {n for n in os.listdir("/dev/shm") if n.startswith("irt_")}
 
 
-def test_item5_an_interrupt_right_after_shm_open_leaks_nothing(monkeypatch):
+def test_an_interrupt_right_after_shm_open_leaks_nothing(monkeypatch):
     real_open = _share._posixshmem.shm_open
     delivered = []
 
@@ -371,7 +372,7 @@ def test_item5_an_interrupt_right_after_shm_open_leaks_nothing(monkeypatch):
     assert shm_names() == before
 
 
-def test_item5_interrupts_at_random_moments_leak_nothing(tmp_path):
+def test_interrupts_at_random_moments_leak_nothing(tmp_path):
     code = (
         "import numpy as np, initret, signal\n"
         "interrupts, armed = [0], [False]\n"
@@ -420,7 +421,7 @@ def test_item5_interrupts_at_random_moments_leak_nothing(tmp_path):
     assert shm_names() - before == set()
 
 
-# -- item 6: a segment removed from outside ----------------------------------------------
+# -- a segment removed from outside ----------------------------------------------
 
 
 def remove_segment(name):
@@ -431,7 +432,7 @@ def identity_task(i):
     return i
 
 
-def test_item6_a_removed_segment_ends_the_map_with_a_clear_error_not_endless_restarts():
+def test_a_removed_segment_ends_the_map_with_a_clear_error_not_endless_restarts():
     ctx = multiprocessing.get_context("spawn")
     with initret.Pool(1, initializer=dict, initargs=({"t": np.arange(10)},), context=ctx, shared=True,
                       maxtasksperchild=1) as pool:
@@ -448,7 +449,7 @@ def test_item6_a_removed_segment_ends_the_map_with_a_clear_error_not_endless_res
         assert "no longer exists" in str(caught.value)
 
 
-def test_item6_the_creator_says_removed_and_a_dispatcher_places_its_counts_again():
+def test_the_creator_says_removed_and_a_dispatcher_places_its_counts_again():
     shared = initret.share(np.arange(10))
     remove_segment(shared.name)
     with pytest.raises(initret.SharedMemoryUnavailable) as caught:
@@ -465,7 +466,7 @@ def test_item6_the_creator_says_removed_and_a_dispatcher_places_its_counts_again
     assert int(again.popcount(np.arange(initret.SEED_ROWS)).sum()) == initret.SEED_CHECKSUM
 
 
-# -- item 8: a SIGKILLed creator started by multiprocessing -------------------------------------
+# -- a SIGKILLed creator started by multiprocessing -------------------------------------
 
 
 def share_and_wait(conn):
@@ -484,7 +485,7 @@ def wait_gone(name, within=30.0):
 
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
-def test_item8_a_killed_creator_started_by_multiprocessing_leaks_nothing_while_its_parent_lives(method):
+def test_a_killed_creator_started_by_multiprocessing_leaks_nothing_while_its_parent_lives(method):
     ctx = multiprocessing.get_context(method)
     parent_end, child_end = ctx.Pipe()
     child = ctx.Process(target=share_and_wait, args=(child_end,))
@@ -510,17 +511,17 @@ def share_in_worker(_):
     return shared.name
 
 
-def test_item8_a_pool_worker_that_shares_and_exits_leaves_nothing():
+def test_a_pool_worker_that_shares_and_exits_leaves_nothing():
     ctx = multiprocessing.get_context("spawn")
     with initret.Pool(1, context=ctx, maxtasksperchild=1) as pool:
         names = pool.map(share_in_worker, range(2), chunksize=1)
     assert all(wait_gone(n) for n in names)
 
 
-# -- item 9: _from_counts and writable memory --------------------------------------------------
+# -- _from_counts and writable memory --------------------------------------------------
 
 
-def test_item9_a_read_only_view_of_writable_memory_is_refused():
+def test_a_read_only_view_of_writable_memory_is_refused():
     counts = np.zeros(32, dtype=np.uint8)  # 16 rows of 1-byte counts, and padding
     view = counts.view()
     view.flags.writeable = False
@@ -545,7 +546,7 @@ def test_item9_a_read_only_view_of_writable_memory_is_refused():
     assert d.popcount(np.array([1, 2, 3])).tolist() == [1, 2, 3]
 
 
-# -- items 10 and 11: pickle's rules -----------------------------------------------------------
+# -- pickle's rules -----------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -554,7 +555,7 @@ class Holder:
     label: str
 
 
-def test_item10_cycles_and_shared_references_are_kept():
+def test_cycles_and_shared_references_are_kept():
     table = np.arange(1000)
     state = {"t": table}
     state["self"] = state
@@ -568,7 +569,7 @@ def test_item10_cycles_and_shared_references_are_kept():
             assert not value["t"].flags.writeable
 
 
-def test_item11_arrays_inside_any_container_are_shared_not_copied():
+def test_arrays_inside_any_container_are_shared_not_copied():
     big = np.arange(10 << 20, dtype=np.uint8)  # 10 MiB
     defaults = collections.defaultdict(list)
     defaults["k"].append(big[:100])
@@ -593,10 +594,10 @@ def test_item11_arrays_inside_any_container_are_shared_not_copied():
         assert value["ordered"]["a"] is value["namespace"].table  # one array, one view
 
 
-# -- item 12: a fixed kernel or ISA survives pickling --------------------------------------------
+# -- a fixed kernel or ISA survives pickling --------------------------------------------
 
 
-def test_item12_pickling_keeps_a_fixed_kernel_and_isa():
+def test_pickling_keeps_a_fixed_kernel_and_isa():
     table = initret.seed_table()
     scalar = initret.Dispatcher(table, threads=1, isa="scalar")
     assert pickle.loads(pickle.dumps(scalar)).kernel.startswith("scalar")
@@ -607,10 +608,10 @@ def test_item12_pickling_keeps_a_fixed_kernel_and_isa():
         assert pickle.loads(pickle.dumps(again)).kernel == fixed.kernel, kernel
 
 
-# -- item 14: same-user truncation ----------------------------------------------------------------
+# -- same-user truncation ----------------------------------------------------------------
 
 
-def test_item14_truncation_is_refused_on_attach_and_is_sigbus_for_a_live_reader(tmp_path):
+def test_truncation_is_refused_on_attach_and_is_sigbus_for_a_live_reader(tmp_path):
     """Documented, not prevented: a process of the same user that truncates
     a segment kills its live readers with SIGBUS; attaching after it is a
     clear error."""
