@@ -1159,12 +1159,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _release_at_exit() -> None:
+    # Registered after the exit sweep (see _private_dir), so it runs first.
     for host_segment in list(_live_host_segments):
         try:
             host_segment.release()
         except Exception:  # at exit: nothing to report to
             pass
-    _sweep_at_exit()
 
 
 def _unlink_if_unused(name: str, lock_timeout: float, wait: bool = True) -> bool:
@@ -1184,16 +1184,8 @@ def _unlink_if_unused(name: str, lock_timeout: float, wait: bool = True) -> bool
                 fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            try:
-                fd = _posixshmem.shm_open("/" + name, _OPEN_EXISTING, 0o600)
-            except FileNotFoundError:
-                return False
-            try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-                    return False  # not ours to remove
-            finally:
-                os.close(fd)
+            if not _names_inode(name, None):
+                return False  # gone, or not this user's file to remove
             _posixshmem.shm_unlink("/" + name)
             return True
         finally:
@@ -1429,8 +1421,7 @@ def _reduce_dispatcher(dispatcher: Any) -> Any:
     same counts, mapped read-only: no table, no derivation, no copy; the
     same backend, threads, placement and any fixed kernel or ISA."""
     state = dispatcher._pickle_state()  # TypeError for a GPU-only dispatcher
-    shared = _dispatcher_shared(dispatcher)
-    shared.check_attachable()
+    shared = _dispatcher_shared(dispatcher)  # attachable: checked, or placed just now
     return (_dispatcher_from_counts, (shared._handle,) + tuple(state))
 
 

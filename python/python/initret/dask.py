@@ -55,7 +55,37 @@ __all__ = ["DispatcherPlugin", "StatePlugin", "get_dispatcher", "get_state", "po
 DEFAULT_NAME = "initret"
 
 
-class DispatcherPlugin(WorkerPlugin):
+class _PerHostPlugin(WorkerPlugin):
+    """What both plugins share: the per-host segment a worker uses, and the
+    attributes (``_LOCAL``) that stay on the worker, never travelling with
+    the plugin and cleared at teardown."""
+
+    _LOCAL: tuple = ("_host_segment",)
+    _host_segment: Any = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in self._LOCAL:
+            state[key] = None
+        return state
+
+    def _release(self) -> None:
+        host_segment, self._host_segment = self._host_segment, None
+        if host_segment is not None:
+            host_segment.release()
+
+    def teardown(self, worker: Any) -> None:
+        """Runs when the worker closes or the plugin is removed: stops using
+        the segment (the last user unlinks it) and unlinks any segment of
+        this user that no living process uses."""
+        for key in self._LOCAL:
+            if key != "_host_segment":
+                setattr(self, key, None)
+        self._release()
+        sweep()
+
+
+class DispatcherPlugin(_PerHostPlugin):
     """Builds one :class:`~initret.Dispatcher` on each Dask worker.
 
     ``DispatcherPlugin(table, backend="cpu", threads=0, name="initret",
@@ -93,6 +123,9 @@ class DispatcherPlugin(WorkerPlugin):
     (whether this worker created it).
     """
 
+    # The dispatcher (threads, GPU device) never travels; the table does.
+    _LOCAL = ("dispatcher", "_host_segment")
+
     def __init__(self, table: Any, backend: str = "cpu", threads: int = 0, name: str = DEFAULT_NAME,
                  shared: bool = True, lock_timeout: float = 120.0) -> None:
         self.table: Optional[np.ndarray] = np.ascontiguousarray(table)
@@ -108,12 +141,6 @@ class DispatcherPlugin(WorkerPlugin):
         self.created_segment = False
         self._host_segment: Any = None
 
-    def __getstate__(self) -> dict:
-        # The dispatcher (threads, GPU device) never travels; the table does.
-        state = self.__dict__.copy()
-        state["dispatcher"] = None
-        state["_host_segment"] = None
-        return state
 
     def setup(self, worker: Any) -> None:
         """Runs on the worker when the plugin arrives: builds its dispatcher."""
@@ -156,20 +183,8 @@ class DispatcherPlugin(WorkerPlugin):
             self._release()
             raise
 
-    def _release(self) -> None:
-        host_segment, self._host_segment = self._host_segment, None
-        if host_segment is not None:
-            host_segment.release()
 
-    def teardown(self, worker: Any) -> None:
-        """Runs when the worker closes or the plugin is removed: stops using
-        the segment (the last user unlinks it) and unlinks any segment of
-        this user that no living process uses."""
-        self.dispatcher = None
-        self._release()
-        sweep()
-
-class StatePlugin(WorkerPlugin):
+class StatePlugin(_PerHostPlugin):
     """Any read-only state placed once per host for every Dask worker: the
     initret pattern for state that is not a Dispatcher's table.
 
@@ -195,6 +210,8 @@ class StatePlugin(WorkerPlugin):
     content, is used; the last worker using it unlinks it.
     """
 
+    _LOCAL = ("state", "_host_segment")
+
     def __init__(self, state: Any, name: str = "initret-state", lock_timeout: float = 120.0) -> None:
         self.host_state: Optional[HostState] = HostState(state)
         self.name = name
@@ -203,12 +220,6 @@ class StatePlugin(WorkerPlugin):
         self.segment = ""
         self.created_segment = False
         self._host_segment: Any = None
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["state"] = None
-        state["_host_segment"] = None
-        return state
 
     def setup(self, worker: Any) -> None:
         """Runs on the worker when the plugin arrives: attaches the host's
@@ -219,14 +230,6 @@ class StatePlugin(WorkerPlugin):
         self.state, self._host_segment = host_state.attach_or_create(self.lock_timeout)
         self.segment = self._host_segment.name
         self.created_segment = self._host_segment.created
-
-    def teardown(self, worker: Any) -> None:
-        """Stops using the segment (the last user unlinks it)."""
-        self.state = None
-        host_segment, self._host_segment = self._host_segment, None
-        if host_segment is not None:
-            host_segment.release()
-        sweep()
 
 
 def get_state(name: str = "initret-state") -> Any:
