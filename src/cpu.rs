@@ -3,8 +3,10 @@
 //! [`LookupKernel`] chosen once at build time.
 
 mod builder;
+mod split;
 
 pub use builder::CpuBackendBuilder;
+pub use split::{SplitCalibration, SplitMeasurement};
 
 use std::sync::Arc;
 
@@ -16,13 +18,11 @@ use crate::query::sealed::Words;
 use crate::topology::format_cpu_list;
 use crate::{Error, Placement, Pool, PopcountBackend, QueryIndex};
 
-/// Batches up to this many queries run on the calling thread against worker
-/// 0's table: handing them to the pool costs more than the lookups
-/// (measurements in BENCHMARKS.md, "The seed workload").
-pub(crate) const INLINE_MAX_QUERIES: usize = 1 << 16;
+pub(crate) use split::{MIN_SPLIT_QUERIES, SPLIT_PROBE_QUERIES};
 
 /// Chunks handed to workers are at least this long, so per-chunk overhead
-/// stays small next to the lookups.
+/// stays small next to the lookups; a shorter batch is split into one
+/// chunk per worker.
 const MIN_CHUNK: usize = 1 << 14;
 
 /// Popcount lookups on CPU threads with run-time-selected SIMD kernels.
@@ -59,6 +59,8 @@ pub struct CpuBackend {
     pool: Pool<Arc<CountTable>>,
     kernel: LookupKernel,
     calibration: Calibration,
+    /// Which `u32` batches run on the calling thread.
+    split: SplitCalibration,
     /// The kernel for `u64` and `i64` queries, measured on its own.
     wide: Wide,
     rows: usize,
@@ -69,6 +71,7 @@ pub struct CpuBackend {
 struct Wide {
     kernel: LookupKernel,
     calibration: Calibration,
+    split: SplitCalibration,
 }
 
 impl CpuBackend {
@@ -88,8 +91,13 @@ impl CpuBackend {
     }
 
     /// Chooses the kernels (for `u32` queries and for 64-bit ones) on the
-    /// first copy of the counts.
-    fn calibrated(pool: Pool<Arc<CountTable>>, candidates: &[Kernel]) -> Result<CpuBackend, Error> {
+    /// first copy of the counts, then which batches to split for each
+    /// (measured unless `inline_max_queries` is given).
+    fn calibrated(
+        pool: Pool<Arc<CountTable>>,
+        candidates: &[Kernel],
+        inline_max_queries: Option<usize>,
+    ) -> Result<CpuBackend, Error> {
         let counts = pool
             .copy(0)
             .ok_or_else(|| Error::Internal("the CPU backend has no workers".into()))?;
@@ -98,16 +106,109 @@ impl CpuBackend {
         let wide_calibration = Calibration::measure_wide(counts, candidates)?;
         let wide = LookupKernel::new(wide_calibration.chosen())?;
         let rows = counts.rows();
-        Ok(CpuBackend {
+        let given = match (inline_max_queries, pool.threads()) {
+            (Some(limit), _) => SplitCalibration::fixed(limit),
+            (None, 1) => SplitCalibration::single_worker(),
+            (None, _) => SplitCalibration::fixed(SPLIT_PROBE_QUERIES[1]),
+        };
+        let mut backend = CpuBackend {
             pool,
             kernel,
             calibration,
+            split: given.clone(),
             wide: Wide {
                 kernel: wide,
                 calibration: wide_calibration,
+                split: given,
             },
             rows,
-        })
+        };
+        if inline_max_queries.is_none() && backend.threads() > 1 {
+            backend.split = backend.measure_split::<u32>()?;
+            backend.wide.split = backend.measure_split::<u64>()?;
+        }
+        Ok(backend)
+    }
+
+    /// Times batches of `Q` queries on the calling thread and through the
+    /// parked workers ([`SplitCalibration::measure`]) on this backend's
+    /// counts and kernel, with random queries over every row.
+    fn measure_split<Q: QueryIndex + TryFrom<u32>>(&self) -> Result<SplitCalibration, Error> {
+        let longest = SPLIT_PROBE_QUERIES[1];
+        let queries: Vec<Q> = crate::random::random_queries(longest, self.rows, 0x5EED)
+            .into_iter()
+            .map(|q| {
+                Q::try_from(q)
+                    .map_err(|_| Error::Internal("a u32 query does not fit the query type".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut out = vec![0u32; longest];
+        let counts = self.counts();
+        let kernel = self.kernel_for(&queries);
+        let mut inline_out = out.clone();
+        SplitCalibration::measure(
+            |n| kernel.lookup_indices(counts, &queries[..n], &mut inline_out[..n]),
+            |n| self.split_batch(kernel, &queries[..n], &mut out[..n]),
+        )
+    }
+
+    /// The kernel measured for this query type.
+    fn kernel_for<Q: QueryIndex>(&self, queries: &[Q]) -> &LookupKernel {
+        match Q::words(queries) {
+            Words::U32(_) => &self.kernel,
+            Words::U64(_) => &self.wide.kernel,
+        }
+    }
+
+    /// Runs a batch through the workers: one chunk per worker if Python's
+    /// chunking would cut chunks shorter than `MIN_CHUNK`, else Python's
+    /// chunks; a bad index is reported at the lowest position across all
+    /// chunks.
+    fn split_batch<Q: QueryIndex, R: CountWord>(
+        &self,
+        kernel: &LookupKernel,
+        queries: &[Q],
+        out: &mut [R],
+    ) -> Result<(), Error> {
+        let threads = self.threads();
+        let python = python_chunk_len(queries.len(), threads);
+        let chunk = if python >= MIN_CHUNK {
+            python
+        } else {
+            queries.len().div_ceil(threads).max(1)
+        };
+        // Decided for the whole batch: whether its output outgrows the caches
+        // does not depend on how it is chunked.
+        let streaming = queries.len() >= STREAM_MIN_QUERIES;
+        self.pool
+            .map_chunks_by(chunk, queries, out, |counts, offset, queries, out| {
+                kernel
+                    .lookup_with_stores(counts, queries, out, streaming)
+                    .map_err(|e| e.offset_position(offset))
+            })
+    }
+
+    /// Which `u32` batches this backend runs on the calling thread, and
+    /// what was measured to decide it.
+    ///
+    /// ```
+    /// use initret::{BitTable, cpu::CpuBackend};
+    ///
+    /// let one = CpuBackend::builder().threads(1).build(&BitTable::seed(16))?;
+    /// assert_eq!(one.split_calibration().inline_max_queries(), usize::MAX);
+    /// let given = CpuBackend::builder().threads(2).inline_max_queries(100).build(&BitTable::seed(16))?;
+    /// assert_eq!(given.split_calibration().inline_max_queries(), 100);
+    /// assert!(given.split_calibration().measurement().is_none());
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn split_calibration(&self) -> &SplitCalibration {
+        &self.split
+    }
+
+    /// [`CpuBackend::split_calibration`] for `u64` and `i64` queries,
+    /// measured with [`CpuBackend::wide_kernel`].
+    pub fn wide_split_calibration(&self) -> &SplitCalibration {
+        &self.wide.split
     }
 
     /// The first copy of the counts: what the calling thread reads for
@@ -258,9 +359,10 @@ impl CpuBackend {
 
 /// The lookups: `u32` queries run [`CpuBackend::kernel`], `u64` and `i64`
 /// ones [`CpuBackend::wide_kernel`], each reading its type in place. Batches
-/// of up to 2^16 queries run on the calling thread against the first copy
-/// of the counts; larger ones are split across the workers, and a bad index
-/// is reported at the lowest position across all chunks.
+/// up to the measured limit ([`CpuBackend::split_calibration`]) run on the
+/// calling thread against the first copy of the counts; larger ones are
+/// split across the workers, and a bad index is reported at the lowest
+/// position across all chunks.
 impl PopcountBackend for CpuBackend {
     fn result_bytes(&self) -> usize {
         self.counts().bytes_per_count()
@@ -271,27 +373,18 @@ impl PopcountBackend for CpuBackend {
         queries: &[Q],
         out: &mut [R],
     ) -> Result<(), Error> {
-        let kernel = match Q::words(queries) {
-            Words::U32(_) => &self.kernel,
-            Words::U64(_) => &self.wide.kernel,
+        let (kernel, split) = match Q::words(queries) {
+            Words::U32(_) => (&self.kernel, &self.split),
+            Words::U64(_) => (&self.wide.kernel, &self.wide.split),
         };
-        if queries.len() <= INLINE_MAX_QUERIES {
+        if queries.len() <= split.inline_max_queries() {
             let counts = self
                 .pool
                 .state(0)
                 .ok_or_else(|| Error::Internal("the CPU backend has no workers".into()))?;
             return kernel.lookup_indices(counts, queries, out);
         }
-        let chunk = python_chunk_len(queries.len(), self.threads()).max(MIN_CHUNK);
-        // Decided for the whole batch: whether its output outgrows the caches
-        // does not depend on how it is chunked.
-        let streaming = queries.len() >= STREAM_MIN_QUERIES;
-        self.pool
-            .map_chunks_by(chunk, queries, out, |counts, offset, queries, out| {
-                kernel
-                    .lookup_with_stores(counts, queries, out, streaming)
-                    .map_err(|e| e.offset_position(offset))
-            })
+        self.split_batch(kernel, queries, out)
     }
 }
 
@@ -318,10 +411,12 @@ mod tests {
     #[test]
     fn large_batches_report_the_first_bad_position_across_chunks() {
         let table = BitTable::seed(1000);
-        let cpu = CpuBackend::builder().threads(2).build(&table).unwrap();
-        let mut queries: Vec<u32> = (0..(INLINE_MAX_QUERIES as u32 * 3))
-            .map(|i| i % 1000)
-            .collect();
+        let cpu = CpuBackend::builder()
+            .threads(2)
+            .inline_max_queries(1 << 16)
+            .build(&table)
+            .unwrap();
+        let mut queries: Vec<u32> = (0..(3u32 << 16)).map(|i| i % 1000).collect();
         let n = queries.len();
         queries[n - 1] = 1000;
         queries[n / 2 + 17] = u32::MAX;

@@ -275,11 +275,17 @@ impl Dispatcher {
     /// ```
     pub fn describe(&self) -> String {
         fn cpu_line(cpu: &CpuBackend) -> String {
+            let limit = |split: &crate::cpu::SplitCalibration| match split.inline_max_queries() {
+                usize::MAX => "all".to_string(),
+                n => format!("up to {n}"),
+            };
             format!(
-                "cpu ({} kernel, {} threads; {})",
+                "cpu ({} kernel, {} threads; {}; batches inline: {} u32, {} 64-bit queries)",
                 cpu.kernel(),
                 cpu.threads(),
-                cpu.placement_summary()
+                cpu.placement_summary(),
+                limit(cpu.split_calibration()),
+                limit(cpu.wide_split_calibration()),
             )
         }
         match &self.active {

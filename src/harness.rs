@@ -29,9 +29,14 @@ pub use crate::pool::python_chunk_len;
 pub use crate::random::{SplitMix64, random_queries, random_table};
 pub use crate::timing::best_run;
 
-/// Batches up to this many queries run on the calling thread
-/// (`CpuBackend`'s inline limit); the tests aim batch sizes at both sides.
-pub const INLINE_MAX_QUERIES: usize = crate::cpu::INLINE_MAX_QUERIES;
+/// The most queries a measured inline limit can be
+/// ([`SplitCalibration`](crate::cpu::SplitCalibration)): a CPU backend with
+/// more than one worker and no limit given splits every longer batch
+/// across its workers, so the tests aim batch sizes past it.
+pub const LONGEST_INLINE_QUERIES: usize = crate::cpu::SPLIT_PROBE_QUERIES[1];
+
+/// The fewest queries a measured inline limit can be.
+pub const MIN_SPLIT_QUERIES: usize = crate::cpu::MIN_SPLIT_QUERIES;
 
 /// Batches of at least this many queries are written with streaming stores.
 pub const STREAM_MIN_QUERIES: usize = crate::arch::STREAM_MIN_QUERIES;

@@ -3,7 +3,7 @@
 mod common;
 
 use initret::arch::Isa;
-use initret::harness::INLINE_MAX_QUERIES;
+use initret::harness::LONGEST_INLINE_QUERIES;
 use initret::harness::{SplitMix64, random_queries, random_table};
 use initret::{Backend, BitTable, Dispatcher, Error, SEED_CHECKSUM, SEED_ROWS};
 
@@ -19,6 +19,17 @@ fn cpu_dispatchers(table: &BitTable) -> Vec<Dispatcher> {
                 .unwrap()
         })
         .collect()
+}
+
+/// The CPU backend's measured inline limit for `u32` queries.
+fn inline_limit(dispatcher: &Dispatcher) -> usize {
+    let limit = dispatcher
+        .cpu()
+        .expect("a CPU dispatcher")
+        .split_calibration()
+        .inline_max_queries();
+    assert!(limit <= LONGEST_INLINE_QUERIES, "{limit}");
+    limit
 }
 
 #[test]
@@ -43,10 +54,13 @@ fn every_kernel_matches_the_reference_small_and_large() {
     for (k, w) in [1usize, 2, 3, 4, 8, 16].into_iter().enumerate() {
         let table = random_table(1000, w, k as u64).unwrap();
         for dispatcher in cpu_dispatchers(&table) {
+            // Both sides of the measured limit, and past any limit.
+            let limit = inline_limit(&dispatcher);
             for n in (0..=70).chain([
-                INLINE_MAX_QUERIES,
-                INLINE_MAX_QUERIES + 1,
-                3 * INLINE_MAX_QUERIES + 5,
+                limit,
+                limit + 1,
+                LONGEST_INLINE_QUERIES + 1,
+                2 * LONGEST_INLINE_QUERIES + 5,
             ]) {
                 let queries = random_queries(n, table.rows(), n as u64);
                 assert_eq!(
@@ -70,8 +84,8 @@ fn out_of_range_names_the_first_position_on_small_and_large_batches() {
             9,
             70,
             1000,
-            INLINE_MAX_QUERIES + 1,
-            2 * INLINE_MAX_QUERIES + 77,
+            LONGEST_INLINE_QUERIES + 1,
+            2 * LONGEST_INLINE_QUERIES + 77,
         ] {
             let mut queries = random_queries(n, 500, rng.next_u64());
             let at = rng.below(n as u64) as usize;
@@ -156,7 +170,8 @@ fn sixteen_threads_share_one_dispatcher() {
         .threads(2)
         .build()
         .unwrap();
-    common::sixteen_threads_check(dispatcher, table, INLINE_MAX_QUERIES);
+    let limit = inline_limit(&dispatcher);
+    common::sixteen_threads_check(dispatcher, table, limit);
 }
 
 #[test]
@@ -172,8 +187,8 @@ fn sixty_four_bit_queries_match_and_name_the_first_bad_position() {
             9,
             70,
             1000,
-            INLINE_MAX_QUERIES + 1,
-            2 * INLINE_MAX_QUERIES + 77,
+            LONGEST_INLINE_QUERIES + 1,
+            2 * LONGEST_INLINE_QUERIES + 77,
         ] {
             let queries = random_queries(n, 500, rng.next_u64());
             let expected = table.reference_popcount(&queries).unwrap();

@@ -10,7 +10,6 @@ use common::every_kernel;
 
 use initret::arch::{CountTable, Kernel, LookupKernel};
 use initret::cpu::CpuBackend;
-use initret::harness::INLINE_MAX_QUERIES;
 use initret::harness::{SplitMix64, random_queries, random_table};
 use initret::{BitTable, Error, PopcountBackend, QueryIndex};
 
@@ -215,13 +214,15 @@ fn every_kernel_checks_64_bit_queries_on_the_streaming_path() {
 #[test]
 fn every_forced_kernel_serves_64_bit_batches_through_the_backend() {
     let table = random_table(5000, 1, 30).unwrap();
-    let n = INLINE_MAX_QUERIES * 3 + 11;
+    // Past the inline limit given below: split into several chunks.
+    let n = (3 << 16) + 11;
     let clean = random_queries(n, table.rows(), 31);
     let expected = table.reference_popcount(&clean).unwrap();
     for kernel in Kernel::available() {
         let cpu = CpuBackend::builder()
             .threads(2)
             .kernel_request(kernel)
+            .inline_max_queries(1 << 16)
             .build(&table)
             .unwrap();
         assert_eq!((cpu.kernel(), cpu.wide_kernel()), (kernel, kernel));

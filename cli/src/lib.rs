@@ -6,7 +6,7 @@
 //!
 //! * [`baseline`]: the recipes initret is compared with.
 //! * [`bench`](mod@bench): the sweep plan, its size checks and the measurements.
-//! * [`seed`]: the main job.
+//! * [`seed`]: the main job; [`seed_batch`]: the seed batch one call at a time, workers parked.
 //! * [`gpu`]: the GPU rows (a stub without the `gpu` feature).
 //! * [`machine`]: the line naming the machine beside every table.
 //! * [`plot`]: `bench --plot FILE.svg`.
@@ -21,3 +21,4 @@ pub mod gpu;
 pub mod machine;
 pub mod plot;
 pub mod seed;
+pub mod seed_batch;

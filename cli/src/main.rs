@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use initret_cli::bench::{self, SweepOptions};
 use initret_cli::error::CliError;
-use initret_cli::{gpu, machine, plot, seed};
+use initret_cli::{gpu, machine, plot, seed, seed_batch};
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -218,7 +218,11 @@ fn info_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliErr
 
 fn seed_command(out: &mut impl Write, threads: usize) -> Result<ExitCode, CliError> {
     let report = seed::run(threads)?;
-    write_out(out, &(report.render() + &machine::summary() + "\n"))?;
+    let batch = seed_batch::report(threads)?;
+    write_out(
+        out,
+        &(report.render() + &batch + &machine::summary() + "\n"),
+    )?;
     let disagreements = report.disagreements();
     if disagreements.is_empty() {
         Ok(ExitCode::SUCCESS)

@@ -38,6 +38,7 @@ pub struct CpuBackendBuilder {
     kernels: Kernels,
     placement: Placement,
     topology: Option<Topology>,
+    inline_max_queries: Option<usize>,
 }
 
 /// Where the kernel request comes from.
@@ -150,6 +151,25 @@ impl CpuBackendBuilder {
         self
     }
 
+    /// Runs batches of up to `queries` queries on the calling thread and
+    /// splits longer ones across the workers, instead of measuring where
+    /// splitting starts to pay ([`SplitCalibration`](super::SplitCalibration),
+    /// the default with more than one thread). `usize::MAX` never splits.
+    ///
+    /// ```
+    /// use initret::{BitTable, PopcountBackend, cpu::CpuBackend};
+    ///
+    /// // Every batch of more than 8 queries goes to the workers.
+    /// let cpu = CpuBackend::builder().threads(2).inline_max_queries(8).build(&BitTable::seed(100))?;
+    /// assert_eq!(cpu.split_calibration().inline_max_queries(), 8);
+    /// assert_eq!(cpu.popcount(&(0..100).collect::<Vec<u32>>())?[99], 4);
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn inline_max_queries(mut self, queries: usize) -> CpuBackendBuilder {
+        self.inline_max_queries = Some(queries);
+        self
+    }
+
     /// Starts the workers, places `table`'s per-row counts (derived once
     /// here, then copied by a worker of each domain that reads them, so
     /// each copy's memory is first touched there) and chooses the kernels
@@ -173,7 +193,7 @@ impl CpuBackendBuilder {
             Ok::<_, Error>(Arc::new(derived.clone()))
         })?;
         drop(derived);
-        CpuBackend::calibrated(pool, &candidates)
+        CpuBackend::calibrated(pool, &candidates, self.inline_max_queries)
     }
 
     /// Builds the backend over counts derived already: read in place by
@@ -211,7 +231,7 @@ impl CpuBackendBuilder {
             })
         })?;
         drop(given);
-        CpuBackend::calibrated(pool, &candidates)
+        CpuBackend::calibrated(pool, &candidates, self.inline_max_queries)
     }
 
     /// The kernels to measure, all available here.

@@ -95,6 +95,8 @@ pub fn calibration_report(name: &str, rows: usize, threads: usize) -> String {
     };
     let _ = writeln!(out, "picks {}", kernel_name(&cpu));
     let _ = writeln!(out, "  placed {}", cpu.placement_summary());
+    let _ = writeln!(out, "  u32 queries: {}", cpu.split_calibration());
+    let _ = writeln!(out, "  64-bit queries: {}", cpu.wide_split_calibration());
     let rates = cpu.calibration().rates();
     if rates.is_empty() {
         out += "  (one candidate, taken without timing)\n";
