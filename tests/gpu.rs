@@ -151,6 +151,40 @@ fn out_of_range_reports_lowest_position() {
     );
 }
 
+/// The device packs its results in the table's count type (4 `u8` or 2
+/// `u16` counts to a word): a bad index in any lane of a word is reported
+/// at its own position, and the lowest of several in one word wins.
+#[test]
+fn a_bad_index_in_any_lane_of_a_packed_result_word_names_its_position() {
+    let mut rng = Rng::new(9);
+    // 1-word rows: u8 counts; 9 words: u16; 2048 words: u32.
+    for (words_per_row, rows) in [(1, 300), (9, 200), (2048, 6)] {
+        let table = rng.table(rows, words_per_row);
+        let Some(gpu) = backend(&table) else { return };
+        for len in 1..=9 {
+            let good = rng.queries(len, rows);
+            assert_eq!(
+                gpu.popcount(&good).unwrap(),
+                table.reference_popcount(&good).unwrap(),
+                "{words_per_row} words, {len} queries"
+            );
+            for position in 0..len {
+                let mut queries = good.clone();
+                queries[position] = rows as u32 + position as u32;
+                if position + 1 < len {
+                    queries[position + 1] = u32::MAX;
+                }
+                assert_out_of_range(
+                    gpu.popcount(&queries),
+                    position,
+                    rows as u32 + position as u32,
+                    rows,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn table_without_rows_rejects_every_index() {
     let table = BitTable::from_rows(2, vec![]).unwrap();

@@ -34,8 +34,10 @@ pub(super) struct Params {
     pub(super) lanes_log2: u32,
 }
 
-fn output_bytes(queries: usize) -> u64 {
-    FLAG_BYTES + 4 * queries as u64
+/// Bytes of a dispatch's output: the flag word, then `queries` counts
+/// packed `1 << lanes_log2` to a word, as the count table packs them.
+fn output_bytes(queries: usize, lanes_log2: u32) -> u64 {
+    FLAG_BYTES + 4 * (queries as u64).div_ceil(1 << lanes_log2)
 }
 
 /// The lookup pipeline and the row counts it reads.
@@ -90,7 +92,8 @@ impl Lookup {
         queries: &wgpu::Buffer,
         capacity: usize,
     ) -> LookupBuffers {
-        let bytes = output_bytes(capacity);
+        let lanes_log2 = self.counts.layout().lanes_log2;
+        let bytes = output_bytes(capacity, lanes_log2);
         let params = device.create_buffer(
             "initret params",
             size_of::<Params>() as u64,
@@ -108,6 +111,7 @@ impl Lookup {
         );
         LookupBuffers {
             capacity,
+            lanes_log2,
             params,
             output,
             staging,
@@ -117,15 +121,15 @@ impl Lookup {
 
     /// Writes the params of a dispatch of `count` queries and resets
     /// `first_bad`; both land before the next submit's commands. Returns
-    /// the dispatch grid.
+    /// the dispatch grid: one invocation per output word.
     pub(super) fn prepare(
         &self,
         device: &Device,
         lookup: &LookupBuffers,
         count: usize,
     ) -> (u32, u32) {
-        let (x, y, threads_per_row) = device.grid(count);
         let layout = self.counts.layout();
+        let (x, y, threads_per_row) = device.grid(count.div_ceil(1 << layout.lanes_log2));
         let params = Params {
             count: count as u32,
             rows: layout.rows,
@@ -170,10 +174,13 @@ impl Lookup {
 }
 
 /// Buffers one dispatch writes and the host reads back: the params uniform,
-/// the output (`first_bad` word + counts), its staging twin, and the bind
-/// group tying them to the row counts and one query buffer.
+/// the output (`first_bad` word + counts in the table's count type), its
+/// staging twin, and the bind group tying them to the row counts and one
+/// query buffer.
 pub(super) struct LookupBuffers {
     capacity: usize,
+    /// How the output packs its counts (the count table's packing).
+    lanes_log2: u32,
     params: wgpu::Buffer,
     output: wgpu::Buffer,
     staging: Staging,
@@ -194,14 +201,18 @@ impl LookupBuffers {
 
     /// Copies the output of `count` queries to the staging buffer.
     pub(super) fn encode_readback(&self, encoder: &mut wgpu::CommandEncoder, count: usize) {
-        self.staging
-            .encode_copy(encoder, &self.output, 0, output_bytes(count));
+        self.staging.encode_copy(
+            encoder,
+            &self.output,
+            0,
+            output_bytes(count, self.lanes_log2),
+        );
     }
 
     /// Asks for the mapping of `count` queries' output; must follow the
     /// submit of [`LookupBuffers::encode_readback`].
     pub(super) fn request(&self, count: usize) {
-        self.staging.request(output_bytes(count));
+        self.staging.request(output_bytes(count, self.lanes_log2));
     }
 
     /// Waits for the counts mapped after `submission`, copies them into
@@ -214,10 +225,10 @@ impl LookupBuffers {
         what: &'static str,
         out: &mut [R],
     ) -> Result<Option<usize>, Error> {
-        let bytes = output_bytes(out.len());
+        let bytes = output_bytes(out.len(), self.lanes_log2);
         let first_bad = self.staging.read(device, submission, what, bytes, |view| {
             let (flag, counts) = view.split_at(FLAG_BYTES as usize);
-            copy_counts(counts, out);
+            copy_counts(counts, self.lanes_log2, out);
             let mut first_bad = [0u32];
             copy_words(flag, &mut first_bad);
             first_bad[0]
@@ -226,5 +237,22 @@ impl LookupBuffers {
             NO_BAD_POSITION => None,
             position => Some(position as usize),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_holds_the_flag_then_counts_in_the_tables_type() {
+        // u32 counts: a word each.
+        assert_eq!(output_bytes(5, 0), 4 + 20);
+        // u16: two to a word, the last word half used.
+        assert_eq!(output_bytes(5, 1), 4 + 12);
+        // u8: four to a word.
+        assert_eq!(output_bytes(5, 2), 4 + 8);
+        assert_eq!(output_bytes(8, 2), 4 + 8);
+        assert_eq!(output_bytes(0, 2), 4);
     }
 }

@@ -134,30 +134,34 @@ impl Staging {
     }
 }
 
-/// Copies the `u32` counts in mapped bytes into `out`, narrowed to `R` on
-/// the way (the copy out of the staging buffer happens anyway, so a narrow
-/// result costs no pass of its own). The caller has checked that `R` holds
-/// every count ([`Error::OutputTooNarrow`](crate::Error::OutputTooNarrow)).
-pub(super) fn copy_counts<R: CountWord>(bytes: &[u8], out: &mut [R]) {
-    if R::BYTES == 4 {
-        // `R` is sealed to `u8`, `u16` and `u32`: a 4-byte `R` is `u32`.
-        // SAFETY: `R` is `u32` here (same size, alignment and validity), so
-        // reinterpreting the slice changes nothing.
-        let words =
-            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u32>(), out.len()) };
-        copy_words(bytes, words);
-        return;
-    }
-    match bytemuck::try_cast_slice::<u8, u32>(bytes) {
-        Ok(words) if words.len() == out.len() => {
-            for (slot, &word) in out.iter_mut().zip(words) {
-                *slot = narrow_count::<R>(word);
-            }
+/// Copies counts packed `1 << lanes_log2` to a `u32` word (the count
+/// table's own type, low lane first, as the lookup shader writes them) out
+/// of mapped bytes into `out`, widened to `R` where `R` is wider (the copy
+/// out of the staging buffer happens anyway, so a wider result costs no
+/// pass of its own). The caller has checked that `R` holds every count
+/// ([`Error::OutputTooNarrow`](crate::Error::OutputTooNarrow)).
+pub(super) fn copy_counts<R: CountWord>(bytes: &[u8], lanes_log2: u32, out: &mut [R]) {
+    let same_width = R::BYTES << lanes_log2 == 4;
+    if same_width && cfg!(target_endian = "little") {
+        // SAFETY: `R` is sealed to `u8`, `u16` and `u32`, for which every
+        // byte pattern is valid, and the slice covers exactly `out`'s bytes.
+        let out_bytes = unsafe {
+            std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), size_of_val(out))
+        };
+        // A little-endian word holds its low lane in its first bytes, so the
+        // packed words are the counts in order.
+        if let Some(counts) = bytes.get(..out_bytes.len()) {
+            out_bytes.copy_from_slice(counts);
+            return;
         }
-        _ => {
-            for (slot, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                *slot = narrow_count::<R>(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-            }
+    }
+    let lanes = 1usize << lanes_log2;
+    let bits = 32 >> lanes_log2;
+    let mask = u32::MAX >> (32 - bits);
+    for (counts, b) in out.chunks_mut(lanes).zip(bytes.chunks_exact(4)) {
+        let word = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        for (lane, slot) in (0u32..).zip(counts.iter_mut()) {
+            *slot = narrow_count::<R>((word >> (lane * bits)) & mask);
         }
     }
 }
@@ -172,5 +176,69 @@ pub(super) fn copy_words(bytes: &[u8], out: &mut [u32]) {
                 *word = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packs `counts` as the shader does: `1 << lanes_log2` to a word, low lane first.
+    fn pack(counts: &[u32], lanes_log2: u32) -> Vec<u8> {
+        let bits = 32 >> lanes_log2;
+        counts
+            .chunks(1 << lanes_log2)
+            .map(|lanes| {
+                (0u32..)
+                    .zip(lanes)
+                    .fold(0u32, |word, (lane, &c)| word | c << (lane * bits))
+            })
+            .flat_map(u32::to_ne_bytes)
+            .collect()
+    }
+
+    fn unpacked<R: CountWord>(bytes: &[u8], lanes_log2: u32, n: usize) -> Vec<u32> {
+        let mut out = vec![R::ZERO; n];
+        copy_counts(bytes, lanes_log2, &mut out);
+        out.into_iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn packed_counts_come_back_in_order_at_every_width_and_length() {
+        for lanes_log2 in 0..=2u32 {
+            let top = u32::MAX >> (32 - (32 >> lanes_log2));
+            for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 63] {
+                let mut counts: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 1) % 200).collect();
+                if let Some(last) = counts.last_mut() {
+                    *last = top.min(65535); // a lane's largest count
+                }
+                let bytes = pack(&counts, lanes_log2);
+                assert_eq!(bytes.len(), 4 * n.div_ceil(1 << lanes_log2));
+                let widest = counts.clone();
+                assert_eq!(
+                    unpacked::<u32>(&bytes, lanes_log2, n),
+                    widest,
+                    "lanes_log2 {lanes_log2} n {n}"
+                );
+                if lanes_log2 >= 1 {
+                    assert_eq!(
+                        unpacked::<u16>(&bytes, lanes_log2, n),
+                        widest,
+                        "u16 lanes_log2 {lanes_log2} n {n}"
+                    );
+                }
+                if lanes_log2 == 2 {
+                    assert_eq!(unpacked::<u8>(&bytes, lanes_log2, n), widest, "u8 n {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_mapped_bytes_fill_what_they_hold_and_never_panic() {
+        let bytes = pack(&[1, 2, 3, 4], 2);
+        let mut out = [9u8; 8];
+        copy_counts(&bytes, 2, &mut out);
+        assert_eq!(&out[..4], &[1, 2, 3, 4]);
     }
 }
