@@ -76,6 +76,26 @@ pub(crate) trait LaneVector: Copy {
     /// The ISA is supported and `ptr` is valid for writing `LANES` words.
     unsafe fn store(self, ptr: *mut u32);
 
+    /// Stores the low byte of every lane: `LANES` `u8` results.
+    ///
+    /// # Safety
+    /// The ISA is supported and `ptr` is valid for writing `LANES` bytes.
+    #[inline(always)]
+    unsafe fn store_u8(self, ptr: *mut u8) {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { store_each(self, ptr) }
+    }
+
+    /// Stores the low 16 bits of every lane: `LANES` `u16` results.
+    ///
+    /// # Safety
+    /// The ISA is supported and `ptr` is valid for writing `LANES` `u16`s.
+    #[inline(always)]
+    unsafe fn store_u16(self, ptr: *mut u16) {
+        // SAFETY: the caller's guarantees, passed on.
+        unsafe { store_each(self, ptr) }
+    }
+
     /// Store of `LANES` words that bypasses the cache where the ISA can
     /// (a non-temporal store), followed at the end of the batch by
     /// [`LaneVector::fence`].
@@ -178,9 +198,27 @@ unsafe fn as_words<R: CountWord>(out: *mut R) -> *mut u32 {
     out.cast()
 }
 
+/// The portable narrowing store behind [`LaneVector::store_u8`] and
+/// [`LaneVector::store_u16`]: the lanes through the stack, truncated one by
+/// one.
+///
+/// # Safety
+/// The ISA is supported and `out` is valid for writing `LANES` results.
+#[inline(always)]
+unsafe fn store_each<V: LaneVector, R: CountWord>(found: V, out: *mut R) {
+    let mut lanes = [0u32; MAX_LANES];
+    // SAFETY: ISA from the caller; `lanes` holds `MAX_LANES >= LANES` words.
+    unsafe { found.store(lanes.as_mut_ptr()) };
+    for (k, &lane) in lanes[..V::LANES].iter().enumerate() {
+        // SAFETY: `k < LANES`, and the caller guarantees `LANES` writable
+        // results at `out`.
+        unsafe { out.add(k).write(R::truncate(lane)) };
+    }
+}
+
 /// Stores the `LANES` counts of `found` at `out`: as one vector store (or
-/// a streaming one) for `u32` results, narrowed lane by lane for `u8` and
-/// `u16` ones.
+/// a streaming one) for `u32` results, and with the ISA's narrowing store
+/// for `u8` and `u16` ones.
 ///
 /// # Safety
 /// The ISA is supported; `out` is valid for writing `LANES` results; with
@@ -199,16 +237,13 @@ unsafe fn store_lanes<V: LaneVector, R: CountWord>(found: V, out: *mut R, stream
                 found.store(words);
             }
         }
+    } else if R::BYTES == 1 {
+        // SAFETY: ISA and bounds from the caller; `R` is sealed to `u8`,
+        // `u16` and `u32`, so a 1-byte `R` is `u8`.
+        unsafe { found.store_u8(out.cast()) }
     } else {
-        let mut lanes = [0u32; MAX_LANES];
-        // SAFETY: ISA from the caller; `lanes` holds `MAX_LANES >= LANES`
-        // words.
-        unsafe { found.store(lanes.as_mut_ptr()) };
-        for (k, &lane) in lanes[..V::LANES].iter().enumerate() {
-            // SAFETY: `k < LANES`, and the caller guarantees `LANES`
-            // writable results at `out`.
-            unsafe { out.add(k).write(R::truncate(lane)) };
-        }
+        // SAFETY: as above; a 2-byte `R` is `u16`.
+        unsafe { found.store_u16(out.cast()) }
     }
 }
 

@@ -75,6 +75,44 @@ impl LaneVector for __m256i {
     }
 
     #[inline(always)]
+    unsafe fn store_u8(self, ptr: *mut u8) {
+        // SAFETY: the caller guarantees AVX2 and 8 writable bytes at `ptr`.
+        unsafe {
+            // The low byte of each lane to the first 4 bytes of its half,
+            // then the two halves' first 32 bits side by side.
+            let low_bytes = _mm256_setr_epi8(
+                0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, //
+                0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+            );
+            let packed = _mm256_shuffle_epi8(self, low_bytes);
+            let both = _mm_unpacklo_epi32(
+                _mm256_castsi256_si128(packed),
+                _mm256_extracti128_si256::<1>(packed),
+            );
+            _mm_storel_epi64(ptr.cast(), both);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store_u16(self, ptr: *mut u16) {
+        // SAFETY: the caller guarantees AVX2 and 8 writable `u16`s at `ptr`.
+        unsafe {
+            // The low 16 bits of each lane to the first 8 bytes of its half,
+            // then the two halves' first 64 bits side by side.
+            let low_halves = _mm256_setr_epi8(
+                0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, //
+                0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+            );
+            let packed = _mm256_shuffle_epi8(self, low_halves);
+            let both = _mm_unpacklo_epi64(
+                _mm256_castsi256_si128(packed),
+                _mm256_extracti128_si256::<1>(packed),
+            );
+            _mm_storeu_si128(ptr.cast(), both);
+        }
+    }
+
+    #[inline(always)]
     unsafe fn stream(self, ptr: *mut u32) {
         // SAFETY: the caller guarantees 8 writable words at `ptr`, 32-byte aligned.
         unsafe { _mm256_stream_si256(ptr.cast(), self) }

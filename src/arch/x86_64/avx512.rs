@@ -71,6 +71,20 @@ impl LaneVector for __m512i {
     }
 
     #[inline(always)]
+    unsafe fn store_u8(self, ptr: *mut u8) {
+        // SAFETY: the caller guarantees AVX-512F and 16 writable bytes at
+        // `ptr`; `vpmovdb` truncates each lane to its low byte.
+        unsafe { _mm_storeu_si128(ptr.cast(), _mm512_cvtepi32_epi8(self)) }
+    }
+
+    #[inline(always)]
+    unsafe fn store_u16(self, ptr: *mut u16) {
+        // SAFETY: the caller guarantees AVX-512F and 16 writable `u16`s at
+        // `ptr`; `vpmovdw` truncates each lane to its low 16 bits.
+        unsafe { _mm256_storeu_si256(ptr.cast(), _mm512_cvtepi32_epi16(self)) }
+    }
+
+    #[inline(always)]
     unsafe fn stream(self, ptr: *mut u32) {
         // SAFETY: the caller guarantees 16 writable words at `ptr`, 64-byte aligned.
         unsafe { _mm512_stream_si512(ptr.cast(), self) }
