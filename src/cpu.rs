@@ -8,7 +8,9 @@ mod split;
 pub use builder::CpuBackendBuilder;
 pub use split::{SplitCalibration, SplitMeasurement};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use crate::arch::{
     Calibration, CountTable, CountWord, Isa, Kernel, LookupKernel, STREAM_MIN_QUERIES,
@@ -19,6 +21,17 @@ use crate::topology::format_cpu_list;
 use crate::{Error, Placement, Pool, PopcountBackend, QueryIndex};
 
 pub(crate) use split::{MIN_SPLIT_QUERIES, SPLIT_PROBE_QUERIES};
+
+/// What a split calibration depends on, beyond the machine: backends that
+/// agree on all of it share one measurement per process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SplitKey {
+    kernels: (Kernel, Kernel),
+    threads: usize,
+    copies: usize,
+    bytes_per_count: usize,
+    rows_class: usize,
+}
 
 /// Chunks handed to workers are at least this long, so per-chunk overhead
 /// stays small next to the lookups; a shorter batch is split into one
@@ -124,31 +137,72 @@ impl CpuBackend {
             rows,
         };
         if inline_max_queries.is_none() && backend.threads() > 1 {
-            backend.split = backend.measure_split::<u32>()?;
-            backend.wide.split = backend.measure_split::<u64>()?;
+            (backend.split, backend.wide.split) = backend.measured_splits()?;
         }
         Ok(backend)
     }
 
-    /// Times batches of `Q` queries on the calling thread and through the
-    /// parked workers ([`SplitCalibration::measure`]) on this backend's
-    /// counts and kernel, with random queries over every row.
-    fn measure_split<Q: QueryIndex + TryFrom<u32>>(&self) -> Result<SplitCalibration, Error> {
+    /// The split calibrations for `u32` and for 64-bit queries: measured
+    /// once per process for each kind of backend (kernels, threads, copies,
+    /// count width, and rows rounded up to a power of two) and reused by
+    /// every later backend of that kind. The 64-bit measurement reuses the
+    /// `u32` one's fixed cost: waking the workers does not depend on the
+    /// queries.
+    fn measured_splits(&self) -> Result<(SplitCalibration, SplitCalibration), Error> {
+        type Splits = HashMap<SplitKey, (SplitCalibration, SplitCalibration)>;
+        static MEASURED: OnceLock<Mutex<Splits>> = OnceLock::new();
+        let key = SplitKey {
+            kernels: (self.kernel(), self.wide_kernel()),
+            threads: self.threads(),
+            copies: self.copies(),
+            bytes_per_count: self.counts().bytes_per_count(),
+            rows_class: self.rows.next_power_of_two(),
+        };
+        let measured = MEASURED.get_or_init(Default::default);
+        let known = measured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(splits) = known {
+            return Ok(splits);
+        }
+        // One set of random queries over every row, and the outputs, for
+        // both measurements.
         let longest = SPLIT_PROBE_QUERIES[1];
-        let queries: Vec<Q> = crate::random::random_queries(longest, self.rows, 0x5EED)
-            .into_iter()
-            .map(|q| {
-                Q::try_from(q)
-                    .map_err(|_| Error::Internal("a u32 query does not fit the query type".into()))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut out = vec![0u32; longest];
+        let queries = crate::random::random_queries(longest, self.rows, 0x5EED);
+        let mut outputs = (vec![0u32; longest], vec![0u32; longest]);
+        let narrow = self.measure_split(&queries, &mut outputs, None)?;
+        let fixed = narrow.measurement().map(|m| m.split_fixed);
+        let wide_queries: Vec<u64> = queries.iter().map(|&q| q.into()).collect();
+        drop(queries);
+        let splits = (
+            narrow,
+            self.measure_split(&wide_queries, &mut outputs, fixed)?,
+        );
+        measured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, splits.clone());
+        Ok(splits)
+    }
+
+    /// Times batches of `queries` on the calling thread (into `outputs.0`)
+    /// and through the parked workers (into `outputs.1`) on this backend's
+    /// counts and kernel ([`SplitCalibration::measure`]).
+    fn measure_split<Q: QueryIndex>(
+        &self,
+        queries: &[Q],
+        outputs: &mut (Vec<u32>, Vec<u32>),
+        fixed: Option<Duration>,
+    ) -> Result<SplitCalibration, Error> {
         let counts = self.counts();
-        let kernel = self.kernel_for(&queries);
-        let mut inline_out = out.clone();
+        let kernel = self.kernel_for(queries);
+        let (inline_out, split_out) = outputs;
         SplitCalibration::measure(
+            fixed,
             |n| kernel.lookup_indices(counts, &queries[..n], &mut inline_out[..n]),
-            |n| self.split_batch(kernel, &queries[..n], &mut out[..n]),
+            |n| self.split_batch(kernel, &queries[..n], &mut split_out[..n]),
         )
     }
 
@@ -407,6 +461,31 @@ fn format_bytes(bytes: u64) -> String {
 mod tests {
     use super::*;
     use crate::BitTable;
+
+    #[test]
+    fn backends_of_one_kind_share_one_split_measurement() {
+        let build = |rows| {
+            CpuBackend::builder()
+                .threads(2)
+                .kernel_request(Kernel::SCALAR)
+                .build(&BitTable::seed(rows))
+                .unwrap()
+        };
+        let (first, second) = (build(1000), build(1000));
+        let measured = first.split_calibration().measurement();
+        assert!(measured.is_some());
+        // Two timings never agree to the bit: the second was not measured.
+        assert_eq!(first.split_calibration(), second.split_calibration());
+        assert_eq!(
+            first.wide_split_calibration(),
+            second.wide_split_calibration()
+        );
+        // The 64-bit measurement reuses the u32 one's fixed cost.
+        assert_eq!(
+            first.wide_split_calibration().measurement().unwrap().split_fixed,
+            measured.unwrap().split_fixed
+        );
+    }
 
     #[test]
     fn large_batches_report_the_first_bad_position_across_chunks() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// before each run: the fit through them gives a split's fixed cost
 /// (waking the workers, handing out chunks, waiting for the last) and its
 /// cost per lookup.
-pub(crate) const SPLIT_PROBE_QUERIES: [usize; 2] = [1 << 14, 1 << 18];
+pub(crate) const SPLIT_PROBE_QUERIES: [usize; 2] = [1 << 13, 1 << 17];
 
 /// The batch length the calling thread's rate is timed at (the seed
 /// batch's size).
@@ -21,12 +21,13 @@ const INLINE_PROBE_QUERIES: usize = 1 << 16;
 /// wake-up.
 pub(crate) const MIN_SPLIT_QUERIES: usize = 1 << 12;
 
-/// Idle time before each timed split, far past the few dozen yields after
-/// which rayon's workers go to sleep, so the timing includes waking them.
-const PARK: Duration = Duration::from_micros(300);
+/// Idle time before each timed split, past the few dozen yields (tens of
+/// microseconds on an idle machine) after which rayon's workers go to
+/// sleep, so the timing includes waking them.
+const PARK: Duration = Duration::from_micros(150);
 
 /// Timed runs per measurement; the best is kept, as for the kernels.
-const RUNS: usize = 4;
+const RUNS: usize = 3;
 
 /// What a CPU backend measured to decide which batches to split, or the
 /// limit it was given ([`CpuBackendBuilder::inline_max_queries`](super::CpuBackendBuilder::inline_max_queries)).
@@ -39,6 +40,12 @@ const RUNS: usize = 4;
 /// ([`MIN_SPLIT_QUERIES`](crate::harness::MIN_SPLIT_QUERIES) to the
 /// longest split timed): longer batches are split, as nothing was measured
 /// to say otherwise.
+///
+/// A process measures once for each kind of backend (its kernels, threads,
+/// copies of the counts, count width, and rows rounded up to a power of
+/// two; about 4 ms on a 2-CPU VM) and later backends of that kind reuse it.
+/// The 64-bit queries' line reuses the `u32` one's fixed cost, as waking
+/// the workers does not depend on the queries.
 ///
 /// ```
 /// use initret::{BitTable, cpu::CpuBackend};
@@ -85,19 +92,28 @@ impl SplitCalibration {
     /// Times `inline` (a batch of the given length on the calling thread)
     /// and `split` (the same through the workers) and keeps the crossover.
     /// Both closures must run exactly the batch length they are given.
+    ///
+    /// With `fixed` (a split's fixed cost measured already on the same
+    /// workers, for another query type: waking them does not depend on the
+    /// queries), only the longer split is timed and the line goes through
+    /// it from `fixed`.
     pub(crate) fn measure<E>(
+        fixed: Option<Duration>,
         mut inline: impl FnMut(usize) -> Result<(), E>,
         mut split: impl FnMut(usize) -> Result<(), E>,
     ) -> Result<SplitCalibration, E> {
-        let inline_time = best(RUNS, || {}, || inline(INLINE_PROBE_QUERIES))?;
-        let [short, long] = SPLIT_PROBE_QUERIES;
-        let mut parked = |n: usize| best(RUNS, || std::thread::sleep(PARK), || split(n));
-        let (short_time, long_time) = (parked(short)?, parked(long)?);
-        let measurement = SplitMeasurement::fit(
-            (INLINE_PROBE_QUERIES, inline_time),
-            (short, short_time),
-            (long, long_time),
+        let inline_probe = (
+            INLINE_PROBE_QUERIES,
+            best(RUNS, || {}, || inline(INLINE_PROBE_QUERIES))?,
         );
+        let [short, long] = SPLIT_PROBE_QUERIES;
+        let mut parked = |n: usize| -> Result<(usize, Duration), E> {
+            Ok((n, best(RUNS, || std::thread::sleep(PARK), || split(n))?))
+        };
+        let measurement = match fixed {
+            None => SplitMeasurement::fit(inline_probe, parked(short)?, parked(long)?),
+            Some(fixed) => SplitMeasurement::fit(inline_probe, (0, fixed), parked(long)?),
+        };
         Ok(SplitCalibration {
             inline_max_queries: measurement.crossover(),
             measured: Some(measurement),
@@ -272,6 +288,7 @@ mod tests {
         let mut inline_lengths = Vec::new();
         let mut split_calls = Vec::new();
         let calibration = SplitCalibration::measure(
+            None,
             |n| {
                 inline_lengths.push(n);
                 Ok::<(), ()>(())
@@ -294,8 +311,28 @@ mod tests {
     }
 
     #[test]
+    fn a_known_fixed_cost_times_only_the_longer_split() {
+        let mut split_lengths = Vec::new();
+        let calibration = SplitCalibration::measure(
+            Some(Duration::from_micros(40)),
+            |_| Ok::<(), ()>(()),
+            |n| {
+                split_lengths.push(n);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(split_lengths, vec![SPLIT_PROBE_QUERIES[1]; RUNS]);
+        let m = calibration.measurement().unwrap();
+        // The line from 40 µs at no queries through a (near) instant split
+        // cannot fall below zero: the fixed cost stays as given.
+        assert!(m.split_fixed.as_nanos().abs_diff(40_000) <= 1, "{m:?}");
+    }
+
+    #[test]
     fn the_park_is_not_timed() {
-        let calibration = SplitCalibration::measure(|_| Ok::<(), ()>(()), |_| Ok(())).unwrap();
+        let calibration =
+            SplitCalibration::measure(None, |_| Ok::<(), ()>(()), |_| Ok(())).unwrap();
         let m = calibration.measurement().unwrap();
         // Splits that cost nothing measure (nearly) nothing, not the park.
         assert!(m.split_fixed < PARK / 2, "{m:?}");
@@ -303,7 +340,7 @@ mod tests {
 
     #[test]
     fn an_error_while_measuring_is_returned() {
-        let err = SplitCalibration::measure(|_| Ok(()), |_| Err("split failed")).unwrap_err();
+        let err = SplitCalibration::measure(None, |_| Ok(()), |_| Err("split failed")).unwrap_err();
         assert_eq!(err, "split failed");
     }
 
