@@ -6,7 +6,7 @@ mod builder;
 mod split;
 
 pub use builder::CpuBackendBuilder;
-pub use split::{SplitCalibration, SplitMeasurement};
+pub use split::{MIN_SPLIT_QUERIES, SplitCalibration, SplitMeasurement};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -20,7 +20,7 @@ use crate::query::sealed::Words;
 use crate::topology::format_cpu_list;
 use crate::{Error, Placement, Pool, PopcountBackend, QueryIndex};
 
-pub(crate) use split::{MIN_SPLIT_QUERIES, SPLIT_PROBE_QUERIES};
+pub(crate) use split::SPLIT_PROBE_QUERIES;
 
 /// What a split calibration depends on, beyond the machine: backends that
 /// agree on all of it share one measurement per process.
@@ -151,6 +151,9 @@ impl CpuBackend {
     fn measured_splits(&self) -> Result<(SplitCalibration, SplitCalibration), Error> {
         type Splits = HashMap<SplitKey, (SplitCalibration, SplitCalibration)>;
         static MEASURED: OnceLock<Mutex<Splits>> = OnceLock::new();
+        // One measurement at a time: two at once would time each other, and
+        // the second of a kind finds the first's result below.
+        static MEASURING: Mutex<()> = Mutex::new(());
         let key = SplitKey {
             kernels: (self.kernel(), self.wide_kernel()),
             threads: self.threads(),
@@ -159,12 +162,18 @@ impl CpuBackend {
             rows_class: self.rows.next_power_of_two(),
         };
         let measured = MEASURED.get_or_init(Default::default);
-        let known = measured
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        if let Some(splits) = known {
+        let known = || {
+            measured
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned()
+        };
+        if let Some(splits) = known() {
+            return Ok(splits);
+        }
+        let _measuring = MEASURING.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(splits) = known() {
             return Ok(splits);
         }
         // One set of random queries over every row, and the outputs, for
@@ -482,7 +491,11 @@ mod tests {
         );
         // The 64-bit measurement reuses the u32 one's fixed cost.
         assert_eq!(
-            first.wide_split_calibration().measurement().unwrap().split_fixed,
+            first
+                .wide_split_calibration()
+                .measurement()
+                .unwrap()
+                .split_fixed,
             measured.unwrap().split_fixed
         );
     }

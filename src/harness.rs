@@ -35,9 +35,6 @@ pub use crate::timing::best_run;
 /// across its workers, so the tests aim batch sizes past it.
 pub const LONGEST_INLINE_QUERIES: usize = crate::cpu::SPLIT_PROBE_QUERIES[1];
 
-/// The fewest queries a measured inline limit can be.
-pub const MIN_SPLIT_QUERIES: usize = crate::cpu::MIN_SPLIT_QUERIES;
-
 /// Batches of at least this many queries are written with streaming stores.
 pub const STREAM_MIN_QUERIES: usize = crate::arch::STREAM_MIN_QUERIES;
 
@@ -66,10 +63,12 @@ pub fn measure_device_copy(gpu: &GpuBackend, bytes: u64) -> Result<Duration, Err
     gpu.measure_device_copy(bytes)
 }
 
-/// Time of writing `bytes` from host memory to the device and reading
-/// `bytes` back, best of a few runs after a warm-up: the bench's reference
-/// for end-to-end lookups, which must move queries in and counts out.
-/// Fails past 1 TiB.
-pub fn measure_transfer(gpu: &GpuBackend, bytes: u64) -> Result<Duration, Error> {
-    gpu.measure_transfer(bytes)
+/// Time of writing `up` bytes from host memory to the device and reading
+/// `down` bytes back, best of a few runs after a warm-up: the bench's
+/// reference for end-to-end lookups, which must move queries in (`4 ×
+/// queries` bytes) and counts out (packed in the table's count type:
+/// [`GpuBackend::result_bytes`](crate::PopcountBackend::result_bytes) per
+/// query, rounded up to whole words). Fails past 1 TiB either way.
+pub fn measure_transfer(gpu: &GpuBackend, up: u64, down: u64) -> Result<Duration, Error> {
+    gpu.measure_transfer(up, down)
 }

@@ -116,7 +116,7 @@ fn a_huge_timeout_is_clamped_not_a_panic() {
         table.reference_popcount(&queries).unwrap()
     );
     assert!(matches!(
-        initret::harness::measure_transfer(gpu, u64::MAX),
+        initret::harness::measure_transfer(gpu, u64::MAX, 4),
         Err(Error::InvalidConfig(_))
     ));
     assert!(matches!(

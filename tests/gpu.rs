@@ -157,10 +157,21 @@ fn out_of_range_reports_lowest_position() {
 #[test]
 fn a_bad_index_in_any_lane_of_a_packed_result_word_names_its_position() {
     let mut rng = Rng::new(9);
-    // 1-word rows: u8 counts; 9 words: u16; 2048 words: u32.
-    for (words_per_row, rows) in [(1, 300), (9, 200), (2048, 6)] {
-        let table = rng.table(rows, words_per_row);
+    // Every other row all ones, so the largest count sets the lanes: 1-word
+    // rows count at most 32 (u8 lanes), 9 words 288 (u16), 2048 words
+    // 65536 (u32).
+    for (words_per_row, rows, lane_bytes) in [(1, 300, 1), (9, 200, 2), (2048, 6, 4)] {
+        let random = rng.table(rows, words_per_row);
+        let table = BitTable::from_fn(rows, words_per_row, |row, word| {
+            if row % 2 == 0 {
+                u32::MAX
+            } else {
+                random.row(row).map_or(0, |r| r[word])
+            }
+        })
+        .unwrap();
         let Some(gpu) = backend(&table) else { return };
+        assert_eq!(gpu.result_bytes(), lane_bytes, "{words_per_row} words");
         for len in 1..=9 {
             let good = rng.queries(len, rows);
             assert_eq!(
@@ -347,7 +358,8 @@ fn bench_references_and_timings() {
     let table = BitTable::seed(65535);
     let Some(gpu) = backend(&table) else { return };
     let copy = initret::harness::measure_device_copy(&gpu, 1 << 20).unwrap();
-    let transfer = initret::harness::measure_transfer(&gpu, 1 << 20).unwrap();
+    let transfer = initret::harness::measure_transfer(&gpu, 1 << 20, 1 << 18).unwrap();
+    assert!(initret::harness::measure_transfer(&gpu, 4, u64::MAX).is_err());
     assert!(copy.as_nanos() > 0 && transfer.as_nanos() > 0);
     let queries: Vec<u32> = (0..65535).collect();
     let mut out = vec![0; queries.len()];

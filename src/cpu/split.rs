@@ -16,10 +16,10 @@ pub(crate) const SPLIT_PROBE_QUERIES: [usize; 2] = [1 << 13, 1 << 17];
 /// batch's size).
 const INLINE_PROBE_QUERIES: usize = 1 << 16;
 
-/// The smallest batch a measurement may send to the workers: below it a
-/// call takes about a microsecond on the calling thread, less than any
-/// wake-up.
-pub(crate) const MIN_SPLIT_QUERIES: usize = 1 << 12;
+/// The shortest batch a measured [`SplitCalibration`] sends to the
+/// workers: below it a call takes about a microsecond on the calling
+/// thread, less than any wake-up.
+pub const MIN_SPLIT_QUERIES: usize = 1 << 12;
 
 /// Idle time before each timed split, past the few dozen yields (tens of
 /// microseconds on an idle machine) after which rayon's workers go to
@@ -36,10 +36,9 @@ const RUNS: usize = 3;
 /// on the calling thread; a longer one is split across the workers. The
 /// limit is where the two fits cross: `n / inline rate` on the calling
 /// thread against `fixed cost + n / split rate` through parked workers,
-/// clamped to the measured range
-/// ([`MIN_SPLIT_QUERIES`](crate::harness::MIN_SPLIT_QUERIES) to the
-/// longest split timed): longer batches are split, as nothing was measured
-/// to say otherwise.
+/// clamped to between [`MIN_SPLIT_QUERIES`] and the longest split timed
+/// (2^17 queries): longer batches are split, as nothing was measured to
+/// say otherwise.
 ///
 /// A process measures once for each kind of backend (its kernels, threads,
 /// copies of the counts, count width, and rows rounded up to a power of
@@ -52,14 +51,22 @@ const RUNS: usize = 3;
 ///
 /// let cpu = CpuBackend::builder().threads(2).build(&BitTable::seed(65535))?;
 /// let split = cpu.split_calibration();
-/// assert!(split.inline_max_queries() >= initret::harness::MIN_SPLIT_QUERIES);
+/// assert!(split.inline_max_queries() >= initret::cpu::MIN_SPLIT_QUERIES);
 /// println!("{split}");
 /// # Ok::<(), initret::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct SplitCalibration {
     inline_max_queries: usize,
-    measured: Option<SplitMeasurement>,
+    source: Source,
+}
+
+/// Where a [`SplitCalibration`]'s limit came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Source {
+    Measured(SplitMeasurement),
+    Given,
+    OneWorker,
 }
 
 /// The timings behind a measured [`SplitCalibration`].
@@ -79,14 +86,17 @@ impl SplitCalibration {
     pub(crate) fn fixed(inline_max_queries: usize) -> SplitCalibration {
         SplitCalibration {
             inline_max_queries,
-            measured: None,
+            source: Source::Given,
         }
     }
 
     /// One worker: nothing is ever split, as handing a batch to the only
     /// worker cannot beat running it here.
     pub(crate) fn single_worker() -> SplitCalibration {
-        SplitCalibration::fixed(usize::MAX)
+        SplitCalibration {
+            inline_max_queries: usize::MAX,
+            source: Source::OneWorker,
+        }
     }
 
     /// Times `inline` (a batch of the given length on the calling thread)
@@ -116,7 +126,7 @@ impl SplitCalibration {
         };
         Ok(SplitCalibration {
             inline_max_queries: measurement.crossover(),
-            measured: Some(measurement),
+            source: Source::Measured(measurement),
         })
     }
 
@@ -127,7 +137,10 @@ impl SplitCalibration {
 
     /// The timings, if the limit was measured rather than given.
     pub fn measurement(&self) -> Option<&SplitMeasurement> {
-        self.measured.as_ref()
+        match &self.source {
+            Source::Measured(measurement) => Some(measurement),
+            Source::Given | Source::OneWorker => None,
+        }
     }
 }
 
@@ -177,21 +190,19 @@ impl SplitMeasurement {
 }
 
 impl fmt::Display for SplitCalibration {
-    /// `inline up to 60000 queries (calling thread 3.0e9/s; split 10.0 µs + 6.0e9/s, parked workers)`.
+    /// `inline up to 60000 queries (calling thread 3.00e9/s; split 10.0 µs + 6.00e9/s, parked workers)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.inline_max_queries == usize::MAX {
-            return write!(f, "every batch on the calling thread (one worker)");
-        }
-        write!(f, "inline up to {} queries", self.inline_max_queries)?;
-        match &self.measured {
-            Some(m) => write!(
+        match (&self.source, self.inline_max_queries) {
+            (Source::OneWorker, _) => write!(f, "every batch on the calling thread (one worker)"),
+            (Source::Given, usize::MAX) => write!(f, "every batch on the calling thread (given)"),
+            (Source::Given, n) => write!(f, "inline up to {n} queries (given)"),
+            (Source::Measured(m), n) => write!(
                 f,
-                " (calling thread {:.2e}/s; split {:.1} µs + {:.2e}/s, parked workers)",
+                "inline up to {n} queries (calling thread {:.2e}/s; split {:.1} µs + {:.2e}/s, parked workers)",
                 m.inline_lookups_per_s,
                 m.split_fixed.as_secs_f64() * 1e6,
                 m.split_lookups_per_s
             ),
-            None => write!(f, " (given)"),
         }
     }
 }
@@ -278,7 +289,6 @@ mod tests {
             (1 << 18, micros(25.0)),
         );
         assert!(m.split_lookups_per_s.is_finite() && m.split_lookups_per_s > 0.0);
-        assert!(m.split_fixed >= Duration::ZERO);
         let n = m.crossover();
         assert!((MIN_SPLIT_QUERIES..=SPLIT_PROBE_QUERIES[1]).contains(&n));
     }
@@ -354,6 +364,10 @@ mod tests {
             SplitCalibration::single_worker()
                 .to_string()
                 .contains("one worker")
+        );
+        assert_eq!(
+            SplitCalibration::fixed(usize::MAX).to_string(),
+            "every batch on the calling thread (given)"
         );
     }
 }

@@ -120,6 +120,23 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Runs CPU batches of up to `queries` queries on the calling thread and
+    /// splits longer ones across the workers, instead of measuring where
+    /// splitting pays
+    /// ([`CpuBackendBuilder::inline_max_queries`](crate::cpu::CpuBackendBuilder::inline_max_queries)).
+    ///
+    /// ```
+    /// use initret::{Backend, BitTable, Dispatcher};
+    ///
+    /// let d = Dispatcher::builder(BitTable::seed(4)).backend(Backend::Cpu).threads(2).inline_max_queries(1000).build()?;
+    /// assert_eq!(d.cpu().map(|cpu| cpu.split_calibration().inline_max_queries()), Some(1000));
+    /// # Ok::<(), initret::Error>(())
+    /// ```
+    pub fn inline_max_queries(mut self, queries: usize) -> DispatcherBuilder {
+        self.cpu = self.cpu.inline_max_queries(queries);
+        self
+    }
+
     /// Fixes the CPU kernel, unmeasured. Overrides `INITRET_FORCE_ISA`.
     ///
     /// ```

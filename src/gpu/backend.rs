@@ -315,14 +315,16 @@ impl GpuBackend {
         self.with_state(|state| measure::device_copy(state.device, bytes))
     }
 
-    /// Time of writing `bytes` from host memory to a device buffer plus
-    /// reading `bytes` back into host memory (copy to a mappable buffer, map,
-    /// copy out); best of a few runs after a warm-up. This is the reference
-    /// for end-to-end lookups, which must move queries in and counts out.
+    /// Time of writing `up` bytes from host memory to a device buffer plus
+    /// reading `down` bytes back into host memory (copy to a mappable
+    /// buffer, map, copy out); best of a few runs after a warm-up. This is
+    /// the reference for end-to-end lookups, which must move queries in and
+    /// counts out.
     #[cfg(feature = "harness")]
-    pub(crate) fn measure_transfer(&self, bytes: u64) -> Result<Duration, Error> {
-        measure::check_bytes(bytes)?;
-        self.with_state(|state| measure::transfer(state.device, bytes))
+    pub(crate) fn measure_transfer(&self, up: u64, down: u64) -> Result<Duration, Error> {
+        measure::check_bytes(up)?;
+        measure::check_bytes(down)?;
+        self.with_state(|state| measure::transfer(state.device, up, down))
     }
 
     /// Number of GPU buffers this backend has created so far (count, ring,

@@ -131,9 +131,9 @@ impl GpuBackend {
         match self.never {}
     }
 
-    /// Time of moving `bytes` to the device and back.
+    /// Time of moving `up` bytes to the device and `down` bytes back.
     #[cfg(feature = "harness")]
-    pub(crate) fn measure_transfer(&self, _bytes: u64) -> Result<Duration, Error> {
+    pub(crate) fn measure_transfer(&self, _up: u64, _down: u64) -> Result<Duration, Error> {
         match self.never {}
     }
 

@@ -67,10 +67,12 @@ pub(super) fn device_copy(device: &Device, bytes: u64) -> Result<Duration, Error
     best_of(MEASURE_REPS, copy)
 }
 
-/// Best time of writing `bytes` from the host to the device and reading
-/// `bytes` back into host memory.
-pub(super) fn transfer(device: &Device, bytes: u64) -> Result<Duration, Error> {
-    let (total, piece) = measure_piece(device, bytes);
+/// Best time of writing `up` bytes from the host to the device and reading
+/// `down` bytes back into host memory.
+pub(super) fn transfer(device: &Device, up: u64, down: u64) -> Result<Duration, Error> {
+    let (up, piece) = measure_piece(device, up);
+    let (down, down_piece) = measure_piece(device, down);
+    let piece = piece.max(down_piece);
     let device_buffer = device.create_buffer(
         "initret transfer",
         piece,
@@ -80,20 +82,30 @@ pub(super) fn transfer(device: &Device, bytes: u64) -> Result<Duration, Error> {
     let host_source = vec![0xA5u8; piece as usize];
     let mut host_sink = vec![0u8; piece as usize];
     let mut round_trip = || {
-        let mut left = total;
-        while left > 0 {
-            let n = left.min(piece);
-            device
-                .queue()
-                .write_buffer(&device_buffer, 0, &host_source[..n as usize]);
+        // Pieces up and down in step, as a streamed lookup moves them; once
+        // one direction is done, the other goes on alone.
+        let (mut up_left, mut down_left) = (up, down);
+        while up_left > 0 || down_left > 0 {
+            let (n_up, n_down) = (up_left.min(piece), down_left.min(piece));
+            if n_up > 0 {
+                device
+                    .queue()
+                    .write_buffer(&device_buffer, 0, &host_source[..n_up as usize]);
+            }
             let mut encoder = device.encoder();
-            staging.encode_copy(&mut encoder, &device_buffer, 0, n);
+            if n_down > 0 {
+                staging.encode_copy(&mut encoder, &device_buffer, 0, n_down);
+            }
             let submission = device.submit(encoder);
-            staging.request(n);
-            staging.read(device, &submission, "transfer read-back", n, |view| {
-                host_sink[..n as usize].copy_from_slice(view)
-            })?;
-            left -= n;
+            if n_down > 0 {
+                staging.request(n_down);
+                staging.read(device, &submission, "transfer read-back", n_down, |view| {
+                    host_sink[..n_down as usize].copy_from_slice(view)
+                })?;
+            } else {
+                device.wait(&submission, "transfer upload")?;
+            }
+            (up_left, down_left) = (up_left - n_up, down_left - n_down);
         }
         Ok::<(), Error>(())
     };

@@ -385,7 +385,8 @@ fn table_past_the_binding_limit_is_counted_in_pieces() {
         Err(Error::IndexOutOfRange { position: 0, .. })
     ));
     // The references move more than one buffer's worth piece by piece.
-    gpu.measure_transfer(3 * limit).unwrap();
+    gpu.measure_transfer(3 * limit, 3 * limit).unwrap();
+    gpu.measure_transfer(3 * limit, 4).unwrap();
     gpu.measure_device_copy(3 * limit).unwrap();
 }
 
