@@ -7,11 +7,11 @@
 
 mod common;
 
-use common::every_kernel;
+use common::{check_bad, every_kernel};
 
 use initret::arch::{CountTable, CountWord, LookupKernel};
 use initret::harness::{STREAM_MIN_QUERIES, SplitMix64, random_queries, random_table};
-use initret::{BitTable, Error, QueryIndex};
+use initret::{Error, QueryIndex};
 
 /// `kernel` writes the reference's counts as results of type `R`.
 fn check<Q: QueryIndex, R: CountWord + std::fmt::Debug>(
@@ -43,32 +43,6 @@ fn poison<R: CountWord>() -> R {
         .lookup_indices(&table, &[0u32], &mut out)
         .unwrap();
     out[0]
-}
-
-/// `kernel` fails at `position` with `value` for results of type `R`, as
-/// the reference does.
-fn check_bad<Q: QueryIndex, R: CountWord>(
-    kernel: &LookupKernel,
-    table: &BitTable,
-    counts: &CountTable,
-    queries: &[Q],
-    position: usize,
-    value: Q,
-) {
-    let mut out = vec![R::ZERO; queries.len()];
-    let expected = (position, value.to_i128(), table.rows());
-    match kernel.lookup_indices(counts, queries, &mut out) {
-        Err(Error::IndexOutOfRange {
-            position,
-            index,
-            rows,
-        }) => assert_eq!((position, index, rows), expected, "{kernel:?}"),
-        other => panic!("{kernel:?}: expected IndexOutOfRange at {position}, got {other:?}"),
-    }
-    assert!(matches!(
-        table.reference_popcount_indices(queries),
-        Err(Error::IndexOutOfRange { position: p, index: i, .. }) if (p, i) == (expected.0, expected.1)
-    ));
 }
 
 /// Every query type and every result type that holds `counts`.

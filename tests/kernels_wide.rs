@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::every_kernel;
+use common::{check_bad, every_kernel};
 
 use initret::arch::{CountTable, Kernel, LookupKernel};
 use initret::cpu::CpuBackend;
@@ -34,40 +34,6 @@ fn check<Q: QueryIndex>(
     let mut out = vec![u32::MAX; queries.len()];
     kernel.lookup_indices(counts, queries, &mut out).unwrap();
     assert_eq!(out, expected, "{kernel:?} {}", std::any::type_name::<Q>());
-}
-
-/// `kernel` on `queries` fails at `position` with `value`, as the reference does.
-fn check_bad<Q: QueryIndex>(
-    kernel: &LookupKernel,
-    table: &BitTable,
-    counts: &CountTable,
-    queries: &[Q],
-    position: usize,
-    value: Q,
-) {
-    let mut out = vec![0u32; queries.len()];
-    let expected = (position, value.to_i128(), table.rows());
-    match kernel.lookup_indices(counts, queries, &mut out) {
-        Err(Error::IndexOutOfRange {
-            position,
-            index,
-            rows,
-        }) => assert_eq!(
-            (position, index, rows),
-            expected,
-            "{kernel:?} n={}",
-            queries.len()
-        ),
-        other => panic!("{kernel:?}: expected IndexOutOfRange at {position}, got {other:?}"),
-    }
-    match table.reference_popcount_indices(queries) {
-        Err(Error::IndexOutOfRange {
-            position,
-            index,
-            rows,
-        }) => assert_eq!((position, index, rows), expected),
-        other => panic!("the reference: {other:?}"),
-    }
 }
 
 #[test]
@@ -166,7 +132,7 @@ fn every_kernel_reports_the_first_bad_64_bit_position() {
                         queries[later] = u64::MAX;
                     }
                 }
-                check_bad(&kernel, &table, &counts, &queries, bad_at, bad);
+                check_bad::<_, u32>(&kernel, &table, &counts, &queries, bad_at, bad);
 
                 let bad = BAD_I64[rng.below(BAD_I64.len() as u64) as usize];
                 let mut queries = as_i64(&clean);
@@ -176,7 +142,7 @@ fn every_kernel_reports_the_first_bad_64_bit_position() {
                         queries[later] = i64::MIN;
                     }
                 }
-                check_bad(&kernel, &table, &counts, &queries, bad_at, bad);
+                check_bad::<_, u32>(&kernel, &table, &counts, &queries, bad_at, bad);
             }
         }
     }
@@ -203,10 +169,10 @@ fn every_kernel_checks_64_bit_queries_on_the_streaming_path() {
             let mut queries = signed.clone();
             queries[bad_at] = -(1 << 32) + 1;
             queries[(bad_at + 2).min(n - 1)] = 1 << 16;
-            check_bad(&kernel, &table, &counts, &queries, bad_at, -(1 << 32) + 1);
+            check_bad::<_, u32>(&kernel, &table, &counts, &queries, bad_at, -(1 << 32) + 1);
             let mut queries = wide.clone();
             queries[bad_at] = (1 << 33) | 9;
-            check_bad(&kernel, &table, &counts, &queries, bad_at, (1 << 33) | 9);
+            check_bad::<_, u32>(&kernel, &table, &counts, &queries, bad_at, (1 << 33) | 9);
         }
     }
 }

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use initret::arch::{Fetch, Isa, Kernel, LookupKernel};
+use initret::arch::{CountTable, CountWord, Fetch, Isa, Kernel, LookupKernel};
 use initret::harness::PREFETCH_DISTANCES;
 pub use initret::harness::gpu_or_skip;
 use initret::harness::{SplitMix64, random_queries};
-use initret::{Backend, BitTable, Dispatcher};
+use initret::{Backend, BitTable, Dispatcher, Error, QueryIndex};
 
 /// A command that runs this test binary again (for tests that need a fresh
 /// process). Under a cross-target runner the binary cannot be exec'd
@@ -101,4 +101,39 @@ pub fn every_kernel() -> Vec<LookupKernel> {
         );
     }
     kernels
+}
+
+/// `kernel` on `queries` fails at `position` with `value` for results of
+/// type `R`, as the reference does.
+pub fn check_bad<Q: QueryIndex, R: CountWord>(
+    kernel: &LookupKernel,
+    table: &BitTable,
+    counts: &CountTable,
+    queries: &[Q],
+    position: usize,
+    value: Q,
+) {
+    let mut out = vec![R::ZERO; queries.len()];
+    let expected = (position, value.to_i128(), table.rows());
+    let what = format!(
+        "{kernel:?} -> {} n={}",
+        std::any::type_name::<R>(),
+        queries.len()
+    );
+    match kernel.lookup_indices(counts, queries, &mut out) {
+        Err(Error::IndexOutOfRange {
+            position,
+            index,
+            rows,
+        }) => assert_eq!((position, index, rows), expected, "{what}"),
+        other => panic!("{what}: expected IndexOutOfRange at {position}, got {other:?}"),
+    }
+    match table.reference_popcount_indices(queries) {
+        Err(Error::IndexOutOfRange {
+            position,
+            index,
+            rows,
+        }) => assert_eq!((position, index, rows), expected, "the reference"),
+        other => panic!("the reference: {other:?}"),
+    }
 }
