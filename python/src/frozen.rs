@@ -682,7 +682,7 @@ fn numbers_only_strict(
 pub struct SharedDict {
     buffer: Arc<SharedBytes>,
     handle: MapHandle,
-    reduce_to: Mutex<Option<Py<PyAny>>>,
+    reduce_to: ReduceTo,
 }
 
 impl SharedDict {
@@ -690,7 +690,7 @@ impl SharedDict {
         SharedDict {
             buffer,
             handle,
-            reduce_to: Mutex::new(None),
+            reduce_to: ReduceTo::default(),
         }
     }
 
@@ -751,13 +751,12 @@ impl SharedDict {
     /// What `__reduce__` returns when set (the sharing layer's small handle).
     #[getter(_reduce_to)]
     fn get_reduce_to(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let guard = self.reduce_to.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map(|r| r.clone_ref(py))
+        self.reduce_to.get(py)
     }
 
     #[setter(_reduce_to)]
     fn set_reduce_to(&self, value: Option<Py<PyAny>>) {
-        *self.reduce_to.lock().unwrap_or_else(|e| e.into_inner()) = value;
+        self.reduce_to.set(value);
     }
 
     fn __len__(&self) -> usize {
@@ -919,14 +918,7 @@ impl SharedDict {
     }
 
     fn __ne__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let equal = self.__eq__(py, other)?;
-        if equal.is(py.NotImplemented()) {
-            return Ok(equal);
-        }
-        Ok(PyBool::new(py, !equal.bind(py).is_truthy()?)
-            .to_owned()
-            .into_any()
-            .unbind())
+        not_equal(py, self.__eq__(py, other)?)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -934,19 +926,14 @@ impl SharedDict {
     }
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
         let this = slf.get();
-        if let Some(reduce_to) = this.get_reduce_to(py) {
-            return Ok(reduce_to);
-        }
-        let bytes = own_bytes(
-            py,
+        reduce_view(
+            slf.as_any(),
+            &this.reduce_to,
             &this.buffer,
             this.handle.offset(),
             Container::Map(this.map()),
-        )?;
-        let open = slf.get_type().getattr("_open")?;
-        Ok((open, (bytes,)).into_pyobject(py)?.into_any().unbind())
+        )
     }
 
     /// The frozen buffer this dict reads (the object that owns it) and the
@@ -1007,6 +994,52 @@ fn own_bytes(
     Ok(PyBytes::new(py, &copy).into_any().unbind())
 }
 
+/// What a view's `__reduce__` returns when the sharing layer has set it
+/// (a small handle to shared memory): `SharedDict._reduce_to` and
+/// `SharedList._reduce_to`.
+#[derive(Default)]
+struct ReduceTo(Mutex<Option<Py<PyAny>>>);
+
+impl ReduceTo {
+    fn get(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|r| r.clone_ref(py))
+    }
+
+    fn set(&self, value: Option<Py<PyAny>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+}
+
+/// A view's `__reduce__`: the handle the sharing layer set, else
+/// `(type(view)._open, (bytes,))` with the bytes [`own_bytes`] gives.
+fn reduce_view(
+    view: &Bound<'_, PyAny>,
+    reduce_to: &ReduceTo,
+    buffer: &Arc<SharedBytes>,
+    offset: usize,
+    container: Container<'_>,
+) -> PyResult<Py<PyAny>> {
+    let py = view.py();
+    if let Some(reduce_to) = reduce_to.get(py) {
+        return Ok(reduce_to);
+    }
+    let bytes = own_bytes(py, buffer, offset, container)?;
+    let open = view.get_type().getattr("_open")?;
+    Ok((open, (bytes,)).into_pyobject(py)?.into_any().unbind())
+}
+
+/// `__ne__` from `__eq__`'s answer: `NotImplemented` stays as it is.
+fn not_equal(py: Python<'_>, equal: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    if equal.is(py.NotImplemented()) {
+        return Ok(equal);
+    }
+    Ok(PyBool::new(py, !equal.bind(py).is_truthy()?)
+        .to_owned()
+        .into_any()
+        .unbind())
+}
+
 // --- SharedList -------------------------------------------------------------
 
 /// A read-only list in a frozen buffer (see `initret.SharedList`).
@@ -1014,7 +1047,7 @@ fn own_bytes(
 pub struct SharedList {
     buffer: Arc<SharedBytes>,
     handle: ListHandle,
-    reduce_to: Mutex<Option<Py<PyAny>>>,
+    reduce_to: ReduceTo,
 }
 
 impl SharedList {
@@ -1022,7 +1055,7 @@ impl SharedList {
         SharedList {
             buffer,
             handle,
-            reduce_to: Mutex::new(None),
+            reduce_to: ReduceTo::default(),
         }
     }
 
@@ -1086,13 +1119,12 @@ impl SharedList {
     /// What `__reduce__` returns when set (the sharing layer's small handle).
     #[getter(_reduce_to)]
     fn get_reduce_to(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let guard = self.reduce_to.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map(|r| r.clone_ref(py))
+        self.reduce_to.get(py)
     }
 
     #[setter(_reduce_to)]
     fn set_reduce_to(&self, value: Option<Py<PyAny>>) {
-        *self.reduce_to.lock().unwrap_or_else(|e| e.into_inner()) = value;
+        self.reduce_to.set(value);
     }
 
     fn __len__(&self) -> usize {
@@ -1257,14 +1289,7 @@ impl SharedList {
     }
 
     fn __ne__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let equal = self.__eq__(py, other)?;
-        if equal.is(py.NotImplemented()) {
-            return Ok(equal);
-        }
-        Ok(PyBool::new(py, !equal.bind(py).is_truthy()?)
-            .to_owned()
-            .into_any()
-            .unbind())
+        not_equal(py, self.__eq__(py, other)?)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -1272,19 +1297,14 @@ impl SharedList {
     }
 
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
         let this = slf.get();
-        if let Some(reduce_to) = this.get_reduce_to(py) {
-            return Ok(reduce_to);
-        }
-        let bytes = own_bytes(
-            py,
+        reduce_view(
+            slf.as_any(),
+            &this.reduce_to,
             &this.buffer,
             this.handle.offset(),
             Container::List(this.list()),
-        )?;
-        let open = slf.get_type().getattr("_open")?;
-        Ok((open, (bytes,)).into_pyobject(py)?.into_any().unbind())
+        )
     }
 
     /// The frozen buffer this list reads (the object that owns it) and the
