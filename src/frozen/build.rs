@@ -312,9 +312,20 @@ impl FrozenBuilder {
         key: Key<'_>,
         value: Input<'_>,
     ) -> Result<(), Error> {
+        self.push_entry_with(map, key, |builder| builder.value_slot(value))
+    }
+
+    /// Adds an entry whose value slot `value` writes (after the key's
+    /// bytes, so that a map's heap keeps each key before its value).
+    fn push_entry_with(
+        &mut self,
+        map: &mut MapInProgress,
+        key: Key<'_>,
+        value: impl FnOnce(&mut Self) -> Result<(RawSlot, u16), Error>,
+    ) -> Result<(), Error> {
         let hash = key_hash(self.seed, key);
         let key_slot = self.key_slot(key)?;
-        let (value_slot, depth) = self.value_slot(value)?;
+        let (value_slot, depth) = value(self)?;
         let mut entry = [0u8; MAP_ENTRY_LEN];
         entry[..SLOT_LEN].copy_from_slice(&key_slot.encode());
         entry[SLOT_LEN..].copy_from_slice(&value_slot.encode());
@@ -516,15 +527,7 @@ impl FrozenBuilder {
             Container::Map(source) => {
                 let mut map = self.begin_map_with_capacity(source.len());
                 for (key, value) in source.iter() {
-                    let hash = key_hash(self.seed, key);
-                    let key_slot = self.key_slot(key)?;
-                    let (value_slot, depth) = self.copy_value(value)?;
-                    let mut entry = [0u8; MAP_ENTRY_LEN];
-                    entry[..SLOT_LEN].copy_from_slice(&key_slot.encode());
-                    entry[SLOT_LEN..].copy_from_slice(&value_slot.encode());
-                    map.entries.push(entry);
-                    map.hashes.push(hash);
-                    map.depth = map.depth.max(depth);
+                    self.push_entry_with(&mut map, key, |builder| builder.copy_value(value))?;
                 }
                 self.end_map(map)
             }
