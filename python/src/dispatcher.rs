@@ -23,7 +23,7 @@ use crate::sharing::{CountsLayout, counts_view, dispatcher_over, pickled_cpu};
 /// `initret.Dispatcher`: popcount lookups into a table placed once on a
 /// backend.
 ///
-/// ``Dispatcher(table, backend="cpu", threads=0, *, kernel=None, isa=None, placement="per-domain")``
+/// ``Dispatcher(table, backend="cpu", threads=0, *, kernel=None, isa=None, placement="per-domain", inline_max_queries=None)``
 ///
 /// * ``table``: a numpy ``uint32`` array, 1-D (one word per row) or 2-D
 ///   (rows x words); any integer array-like whose values fit in 32 unsigned
@@ -45,6 +45,10 @@ use crate::sharing::{CountsLayout, counts_view, dispatcher_over, pickled_cpu};
 ///   last-level cache and NUMA node; workers pinned there when there are
 ///   several), ``"shared"`` (one copy) or ``"per-worker"`` (one per
 ///   thread, the baseline). ``describe()`` says what was placed where.
+/// * ``inline_max_queries``: CPU batches up to this many queries run on the
+///   calling thread, longer ones are split across the workers. ``None``
+///   (the default) measures where splitting pays, with the workers parked
+///   first so that their wake-up counts; ``describe()`` shows the limits.
 ///
 /// A dispatcher may be shared by any number of Python threads; batches of
 /// 2048 queries or more release the GIL while they run. It belongs to the
@@ -64,6 +68,9 @@ pub(crate) struct PyDispatcher {
     /// The kernel (`kernel=`) or ISA (`isa=`) this dispatcher was asked
     /// for, which a pickled copy asks for too.
     kernel_request: Option<KernelRequest>,
+    /// The inline limit it was given (`inline_max_queries=`), which a
+    /// pickled copy is given too; `None`: measured.
+    inline_max_queries: Option<usize>,
 }
 
 impl Drop for PyDispatcher {
@@ -100,6 +107,7 @@ impl PyDispatcher {
             recycled: RecycledResults::default(),
             sharing: Mutex::new(None),
             kernel_request: None,
+            inline_max_queries: None,
         }
     }
 
@@ -175,9 +183,10 @@ impl PyDispatcher {
 impl PyDispatcher {
     #[new]
     #[pyo3(
-        signature = (table, backend = "cpu", threads = None, *, kernel = None, isa = None, placement = "per-domain"),
-        text_signature = "(table, backend='cpu', threads=0, *, kernel=None, isa=None, placement='per-domain')"
+        signature = (table, backend = "cpu", threads = None, *, kernel = None, isa = None, placement = "per-domain", inline_max_queries = None),
+        text_signature = "(table, backend='cpu', threads=0, *, kernel=None, isa=None, placement='per-domain', inline_max_queries=None)"
     )]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         table: &Bound<'_, PyAny>,
@@ -186,6 +195,7 @@ impl PyDispatcher {
         kernel: Option<&str>,
         isa: Option<&str>,
         placement: &str,
+        inline_max_queries: Option<usize>,
     ) -> PyResult<Self> {
         let placement = placement
             .parse::<Placement>()
@@ -200,11 +210,12 @@ impl PyDispatcher {
                     .backend(backend)
                     .threads(threads)
                     .placement(placement);
-                with_kernel_request(builder, request).build()
+                with_requests(builder, request, inline_max_queries).build()
             })
             .map_err(|e| to_pyerr(py, e))?;
         let mut dispatcher = PyDispatcher::wrap(inner);
         dispatcher.kernel_request = request;
+        dispatcher.inline_max_queries = inline_max_queries;
         Ok(dispatcher)
     }
 
@@ -268,9 +279,10 @@ impl PyDispatcher {
     }
 
     /// ``(rows, bytes_per_count, words_per_row, backend, threads,
-    /// placement, kernel, isa)``: what a pickle of this dispatcher must
-    /// carry besides its counts to build the same dispatcher again (the
-    /// kernel or ISA only when one was asked for). Raises ``TypeError`` for
+    /// placement, kernel, isa, inline_max_queries)``: what a pickle of this
+    /// dispatcher must carry besides its counts to build the same
+    /// dispatcher again (the kernel, ISA or inline limit only when one was
+    /// asked for). Raises ``TypeError`` for
     /// a dispatcher whose counts live on the GPU only. Not API: pickling
     /// (``initret/_share.py``, through ``copyreg``) calls it.
     fn _pickle_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
@@ -293,6 +305,7 @@ impl PyDispatcher {
             cpu.placement().to_string(),
             kernel,
             isa,
+            self.inline_max_queries,
         )
             .into_pyobject(py)
     }
@@ -322,7 +335,7 @@ impl PyDispatcher {
     /// ``counts`` a read-only ``uint8`` array of the count bytes in
     /// immutable memory, read in place and kept alive. Not API: use pickle.
     #[staticmethod]
-    #[pyo3(signature = (counts, rows, bytes_per_count, words_per_row, backend, threads, placement, kernel = None, isa = None))]
+    #[pyo3(signature = (counts, rows, bytes_per_count, words_per_row, backend, threads, placement, kernel = None, isa = None, inline_max_queries = None))]
     #[allow(clippy::too_many_arguments)]
     fn _from_counts(
         py: Python<'_>,
@@ -335,6 +348,7 @@ impl PyDispatcher {
         placement: &str,
         kernel: Option<&str>,
         isa: Option<&str>,
+        inline_max_queries: Option<usize>,
     ) -> PyResult<PyDispatcher> {
         let backend = backend_from_py(py, backend)?;
         let placement = placement
@@ -350,7 +364,7 @@ impl PyDispatcher {
                 words_per_row,
             },
             |builder| {
-                with_kernel_request(builder, request)
+                with_requests(builder, request, inline_max_queries)
                     .backend(backend)
                     .threads(threads)
                     .placement(placement)
@@ -359,6 +373,7 @@ impl PyDispatcher {
         .map(|inner| {
             let mut dispatcher = PyDispatcher::wrap(inner);
             dispatcher.kernel_request = request;
+            dispatcher.inline_max_queries = inline_max_queries;
             dispatcher
         })
     }
@@ -465,14 +480,20 @@ impl PyDispatcher {
     }
 }
 
-/// `builder` asked for the kernel or ISA of `request`, if any.
-fn with_kernel_request(
+/// `builder` asked for the kernel or ISA of `request` and the inline
+/// limit `inline_max_queries`, where given.
+fn with_requests(
     builder: DispatcherBuilder,
     request: Option<KernelRequest>,
+    inline_max_queries: Option<usize>,
 ) -> DispatcherBuilder {
-    match request {
+    let builder = match request {
         Some(KernelRequest::Fixed(kernel)) => builder.kernel(kernel),
         Some(KernelRequest::Measure { isa: Some(isa) }) => builder.isa(isa),
         _ => builder,
+    };
+    match inline_max_queries {
+        Some(queries) => builder.inline_max_queries(queries),
+        None => builder,
     }
 }

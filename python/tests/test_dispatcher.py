@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -344,6 +345,33 @@ def test_large_results_are_never_overwritten_while_referenced(rng):
     with pytest.raises(initret.IndexOutOfRange):
         d.popcount(bad)
     assert np.array_equal(d.popcount(batches[1]), expected[1])
+
+
+def test_the_inline_limit_is_measured_or_given_and_survives_pickling():
+    rng = np.random.default_rng(7)
+    table = rng.integers(0, 2**32, size=5000, dtype=np.uint64).astype(np.uint32)
+    counts = row_counts(table)
+    measured = initret.Dispatcher(table, threads=2)
+    limits = [int(n) for n in re.findall(r"up to (\d+)", measured.describe())]
+    assert len(limits) == 2 and all(4096 <= n <= 1 << 17 for n in limits), measured.describe()
+    assert "batches inline: all u32, all 64-bit" in initret.Dispatcher(table, threads=1).describe()
+    # 0: every batch goes to the workers, split into one chunk each.
+    split = initret.Dispatcher(table, threads=2, inline_max_queries=0)
+    assert "batches inline: up to 0 u32, up to 0 64-bit" in split.describe()
+    for n in (1, 3, 100, 70_000):
+        queries = rng.integers(0, len(table), size=n)
+        for q in (queries, queries.astype(np.uint32)):
+            np.testing.assert_array_equal(split.popcount(q), counts[q])
+    bad = np.arange(70_000) % len(table)
+    bad[[40_000, 69_999]] = len(table)
+    with pytest.raises(IndexError, match="40000"):
+        split.popcount(bad)
+    again = pickle.loads(pickle.dumps(split))
+    assert "batches inline: up to 0 u32, up to 0 64-bit" in again.describe()
+    never = initret.Dispatcher(table, threads=2, inline_max_queries=2**40)  # kept: it holds the segment
+    assert f"up to {2**40} u32" in pickle.loads(pickle.dumps(never)).describe()
+    with pytest.raises(OverflowError):
+        initret.Dispatcher(table, inline_max_queries=-1)
 
 
 def test_placement_is_chosen_and_described():

@@ -26,6 +26,7 @@ class Dispatcher:
         kernel: Optional[str] = None,
         isa: Optional[str] = None,
         placement: str = "per-domain",
+        inline_max_queries: Optional[int] = None,
     ) -> "Dispatcher": ...
     def popcount(
         self,
@@ -49,6 +50,7 @@ class Dispatcher:
         placement: str,
         kernel: Optional[str] = None,
         isa: Optional[str] = None,
+        inline_max_queries: Optional[int] = None,
     ) -> "Dispatcher": ...
     def _counts(self) -> "tuple[np.ndarray[Any, np.dtype[np.uint8]], int]": ...
     @property

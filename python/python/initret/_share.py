@@ -1419,7 +1419,8 @@ def _reduce_dispatcher(dispatcher: Any) -> Any:
     (placed the first time, and kept as long as the dispatcher lives).
     Unpickled in another process on this host, it is a Dispatcher over the
     same counts, mapped read-only: no table, no derivation, no copy; the
-    same backend, threads, placement and any fixed kernel or ISA."""
+    same backend, threads, placement and any fixed kernel, ISA or inline
+    limit."""
     state = dispatcher._pickle_state()  # TypeError for a GPU-only dispatcher
     shared = _dispatcher_shared(dispatcher)  # attachable: checked, or placed just now
     return (_dispatcher_from_counts, (shared._handle,) + tuple(state))
@@ -1427,14 +1428,14 @@ def _reduce_dispatcher(dispatcher: Any) -> Any:
 
 def _dispatcher_from_counts(handle: tuple, rows: int, bytes_per_count: int, words_per_row: int,
                             backend: str, threads: int, placement: str, kernel: Optional[str] = None,
-                            isa: Optional[str] = None) -> Any:
+                            isa: Optional[str] = None, inline_max_queries: Optional[int] = None) -> Any:
     """Unpickles a Dispatcher: maps the segment ``handle`` names read-only
     and builds a Dispatcher over the counts in it. The handle is kept, so
     that pickling this Dispatcher again sends the same segment (while its
     creator still holds it) instead of placing a second copy."""
     counts = _attach(handle)
     dispatcher = Dispatcher._from_counts(counts, rows, bytes_per_count, words_per_row, backend, threads,
-                                         placement, kernel, isa)
+                                         placement, kernel, isa, inline_max_queries)
     dispatcher._sharing = _DispatcherSegments(inherited=Shared(counts, handle, None))
     return dispatcher
 
