@@ -9,7 +9,7 @@ pub use builder::CpuBackendBuilder;
 pub use split::{MIN_SPLIT_QUERIES, SplitCalibration, SplitMeasurement};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::Duration;
 
 use crate::arch::{
@@ -172,7 +172,18 @@ impl CpuBackend {
         if let Some(splits) = known() {
             return Ok(splits);
         }
-        let _measuring = MEASURING.lock().unwrap_or_else(PoisonError::into_inner);
+        // A rayon worker never waits for the lock: while it waits on another
+        // pool, rayon may run one of its own pool's tasks on it, and that
+        // task may build a backend and come back here. It measures
+        // alongside instead.
+        let _measuring = match MEASURING.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) if rayon::current_thread_index().is_some() => None,
+            Err(TryLockError::WouldBlock) => {
+                Some(MEASURING.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+        };
         if let Some(splits) = known() {
             return Ok(splits);
         }
@@ -498,6 +509,48 @@ mod tests {
                 .split_fixed,
             measured.unwrap().split_fixed
         );
+    }
+
+    #[test]
+    fn backends_built_at_once_measure_one_at_a_time_and_rayon_workers_never_wait() {
+        let table = BitTable::seed(3000);
+        let build = || {
+            CpuBackend::builder()
+                .threads(2)
+                .kernel_request(Kernel::SCALAR)
+                .build(&table)
+                .unwrap()
+        };
+        // Threads of their own wait their turn, so all share one measurement.
+        let calibrations: Vec<SplitCalibration> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|_| scope.spawn(|| build().split_calibration().clone()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(calibrations.windows(2).all(|w| w[0] == w[1]));
+        // Builds on the workers of a rayon pool, which may run on a thread
+        // that is itself waiting inside a build: they finish.
+        let outer = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let built = outer.install(|| {
+            use rayon::prelude::*;
+            // Every task a kind of its own (rows 2^10 .. 2^19), so each measures.
+            (10..20)
+                .into_par_iter()
+                .map(|log2| {
+                    CpuBackend::builder()
+                        .threads(2)
+                        .kernel_request(Kernel::SCALAR)
+                        .build(&BitTable::seed(1 << log2))
+                        .unwrap()
+                        .rows()
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(built.len(), 10);
     }
 
     #[test]

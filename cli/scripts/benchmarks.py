@@ -358,8 +358,9 @@ def main() -> int:
             "read plus the result written; 8 for a `u32` count, 5 for the `u8` count of an `initret-cpu-u8` row, "
             "the natural result type of 1-word rows) ÷ the row's time; 1.0 is as fast as moving the bytes.\n"
             "- `ratio_to_naive_rayon`: the naive loop `par_iter().map(|&q| row_popcount(q))` ÷ the row's time.\n"
-            "- GPU rows: `ratio_to_device_copy` (a GPU buffer copy of the same bytes, resident rows) or "
-            "`ratio_to_transfer` (a host→device→host copy, end-to-end rows) ÷ the row's time.\n\n"
+            "- GPU rows: `ratio_to_device_copy` (a GPU buffer copy of the queries' bytes, resident rows) or "
+            "`ratio_to_transfer` (the queries host→device plus the counts device→host, packed in the table's "
+            "count type as the lookup reads them back; end-to-end rows) ÷ the row's time.\n\n"
             "Times are the best of at least 3 runs and 0.3 s. Python's figures are in "
             "[`python/BENCHMARKS-python.md`](python/BENCHMARKS-python.md).\n\n")
     doc += "## Machine\n\n" + provenance(machine, "initret info") + code_block(head)

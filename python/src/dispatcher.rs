@@ -48,7 +48,8 @@ use crate::sharing::{CountsLayout, counts_view, dispatcher_over, pickled_cpu};
 /// * ``inline_max_queries``: CPU batches up to this many queries run on the
 ///   calling thread, longer ones are split across the workers. ``None``
 ///   (the default) measures where splitting pays, with the workers parked
-///   first so that their wake-up counts; ``describe()`` shows the limits.
+///   first so that their wake-up counts (with one thread every batch runs
+///   on the calling thread); ``describe()`` shows the limits.
 ///
 /// A dispatcher may be shared by any number of Python threads; batches of
 /// 2048 queries or more release the GIL while they run. It belongs to the

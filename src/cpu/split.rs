@@ -16,9 +16,9 @@ pub(crate) const SPLIT_PROBE_QUERIES: [usize; 2] = [1 << 13, 1 << 17];
 /// batch's size).
 const INLINE_PROBE_QUERIES: usize = 1 << 16;
 
-/// The shortest batch a measured [`SplitCalibration`] sends to the
-/// workers: below it a call takes about a microsecond on the calling
-/// thread, less than any wake-up.
+/// The smallest limit a measured [`SplitCalibration`] gives: batches this
+/// short take about a microsecond on the calling thread, less than any
+/// wake-up.
 pub const MIN_SPLIT_QUERIES: usize = 1 << 12;
 
 /// Idle time before each timed split, past the few dozen yields (tens of

@@ -86,9 +86,11 @@ pub struct BenchRow {
     pub ratio_to_memcpy: f64,
     /// Naive rayon loop time divided by `seconds`.
     pub ratio_to_naive_rayon: f64,
-    /// For GPU resident rows: device buffer copy time of the same bytes divided by `seconds`.
+    /// For GPU resident rows: device buffer copy time of the queries' bytes divided by `seconds`.
     pub ratio_to_device_copy: Option<f64>,
-    /// For GPU end-to-end rows: host→device + device→host copy time of the same bytes divided by `seconds`.
+    /// For GPU end-to-end rows: the time of a host→device copy of the
+    /// queries plus a device→host copy of the counts in the table's count
+    /// type (as the device packs them) divided by `seconds`.
     pub ratio_to_transfer: Option<f64>,
 }
 
