@@ -177,7 +177,11 @@ mod demo {
             bytes >> 20,
             ms(initret::harness::measure_device_copy(&gpu, bytes)?),
             counts_down >> 10,
-            ms(initret::harness::measure_transfer(&gpu, bytes, counts_down.next_multiple_of(4))?)
+            ms(initret::harness::measure_transfer(
+                &gpu,
+                bytes,
+                counts_down.next_multiple_of(4)
+            )?)
         );
         println!("{}", if ok { "OK" } else { "FAILED" });
         Ok(ok)
