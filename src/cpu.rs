@@ -217,7 +217,7 @@ impl CpuBackend {
         fixed: Option<Duration>,
     ) -> Result<SplitCalibration, Error> {
         let counts = self.counts();
-        let kernel = self.kernel_for(queries);
+        let (kernel, _) = self.kernel_for(queries);
         let (inline_out, split_out) = outputs;
         SplitCalibration::measure(
             fixed,
@@ -226,11 +226,12 @@ impl CpuBackend {
         )
     }
 
-    /// The kernel measured for this query type.
-    fn kernel_for<Q: QueryIndex>(&self, queries: &[Q]) -> &LookupKernel {
+    /// The kernel measured for this query type, and which of its batches
+    /// run on the calling thread.
+    fn kernel_for<Q: QueryIndex>(&self, queries: &[Q]) -> (&LookupKernel, &SplitCalibration) {
         match Q::words(queries) {
-            Words::U32(_) => &self.kernel,
-            Words::U64(_) => &self.wide.kernel,
+            Words::U32(_) => (&self.kernel, &self.split),
+            Words::U64(_) => (&self.wide.kernel, &self.wide.split),
         }
     }
 
@@ -447,10 +448,7 @@ impl PopcountBackend for CpuBackend {
         queries: &[Q],
         out: &mut [R],
     ) -> Result<(), Error> {
-        let (kernel, split) = match Q::words(queries) {
-            Words::U32(_) => (&self.kernel, &self.split),
-            Words::U64(_) => (&self.wide.kernel, &self.wide.split),
-        };
+        let (kernel, split) = self.kernel_for(queries);
         if queries.len() <= split.inline_max_queries() {
             let counts = self
                 .pool

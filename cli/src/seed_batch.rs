@@ -70,16 +70,15 @@ pub fn report(threads: usize) -> Result<String, CliError> {
     let measured = build(None)?;
     let queries: Vec<u32> = (0..SEED_ROWS).collect();
     let n = queries.len();
-    let moved = n * (std::mem::size_of::<u32>() + std::mem::size_of::<u8>());
+    // A u32 query in, a u8 count out.
+    let bytes_per_lookup = std::mem::size_of::<u32>() + std::mem::size_of::<u8>();
+    let moved = n * bytes_per_lookup;
     let source = vec![1u8; moved];
     let mut copy = vec![0u8; moved];
     let mut out = vec![0u8; n];
 
     let names = [
-        format!(
-            "memcpy of the bytes moved ({n} × {} B)",
-            std::mem::size_of::<u32>() + std::mem::size_of::<u8>()
-        ),
+        format!("memcpy of the bytes moved ({n} × {bytes_per_lookup} B)"),
         "popcount_indices_into, u8 out, calling thread only".to_string(),
         format!(
             "popcount_indices_into, u8 out, split over {} workers",
